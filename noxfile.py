@@ -1,0 +1,166 @@
+"""Every workflow of dnnrepro is a nox session.
+
+    nox -s tests                 every test (core and all packages)
+    nox -s reproduce             every package at the small profile; prints the claims table
+    nox -s tests-<pkg>           one package's tests
+    nox -s reproduce-<pkg>       one package (-- --profile smoke|small|paper --seeds N ...)
+    nox -s data                  materialize data/ and the baselines; check them against data.dvc
+    nox -s lint                  ruff check and ruff format --check
+    nox -s install-alone-<pkg>   fresh venv, core + that package from their folders (not editable)
+    nox -s bench-<pkg>           the package's benchmark -> paper_results/<pkg>/bench.json
+    nox -s gpu                   gpu-marked tests and tools/gpu_check.py (needs CUDA + CuPy)
+
+Sessions use virtualenv + pip with constraints.txt (torch==2.13.0 CPU from the local wheel);
+poetry-core is only the build backend. Per-package sessions are generated from packages/*/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+PYTHON = "3.11"
+
+
+def _packages() -> list[str]:
+    """Folder names under packages/ that hold a pyproject.toml: the one list sessions come from."""
+    return sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+
+
+PACKAGES = _packages()
+
+
+def _module(pkg: str) -> str:
+    return "dnnrepro." + pkg.replace("-", "_")
+
+
+def _install(session: nox.Session, *folders: str, editable: bool = True, extra=()) -> None:
+    """torch first (pinned CPU build), then the given folders, all under constraints.txt."""
+    c = ("-c", str(ROOT / "constraints.txt"))
+    session.install(*c, "torch==2.13.0")
+    targets = []
+    for folder in folders:
+        targets += ["-e", folder] if editable else [folder]
+    session.install(*c, *targets, *extra)
+
+
+def _env(session: nox.Session) -> dict[str, str]:
+    return {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every test: the core's and every package's."""
+    _install(session, "shared", *[f"packages/{p}" for p in PACKAGES], extra=("pytest",))
+    session.run("pytest", *session.posargs, env=_env(session))
+
+
+@nox.session(name="tests-core", python=PYTHON)
+def tests_core(session: nox.Session) -> None:
+    """The core's tests only."""
+    _install(session, "shared", extra=("pytest",))
+    session.run("pytest", "shared/tests", *session.posargs, env=_env(session))
+
+
+@nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    """Reproduce every package at the small profile (or -- --profile X) and print all claims."""
+    _install(session, "shared", *[f"packages/{p}" for p in PACKAGES])
+    args = session.posargs or ["--profile", "small"]
+    for pkg in PACKAGES:
+        session.run("dnnrepro", pkg, "reproduce", *args, env=_env(session))
+    session.run("python", str(ROOT / "tools" / "claims_table.py"), *args)
+
+
+@nox.session(python=PYTHON)
+def data(session: nox.Session) -> None:
+    """Materialize the embedded datasets and train the baselines into data/, then check data.dvc."""
+    _install(session, "shared", extra=("dvc",))
+    session.run("dnnrepro", "data", "materialize", env=_env(session))
+    session.run("dnnrepro", "data", "baselines", env=_env(session))
+    session.run("dnnrepro", "data", "verify")
+    session.run("python", str(ROOT / "tools" / "dvc_check.py"))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install("-c", str(ROOT / "constraints.txt"), "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def gpu(session: nox.Session) -> None:
+    """GPU-marked tests and the kernel check (needs CUDA and CuPy); see tools/gpu_check.py."""
+    _install(
+        session, "shared", *[f"packages/{p}" for p in PACKAGES], extra=("pytest", "cupy-cuda12x")
+    )
+    session.run("pytest", "-m", "gpu", *session.posargs)
+    session.run("python", str(ROOT / "tools" / "gpu_check.py"))
+
+
+def _make_package_sessions(pkg: str) -> None:
+    module = _module(pkg)
+
+    @nox.session(name=f"tests-{pkg}", python=PYTHON)
+    def tests_pkg(session: nox.Session) -> None:
+        _install(session, "shared", f"packages/{pkg}", extra=("pytest",))
+        session.run("pytest", f"packages/{pkg}/tests", *session.posargs, env=_env(session))
+
+    @nox.session(name=f"reproduce-{pkg}", python=PYTHON)
+    def reproduce_pkg(session: nox.Session) -> None:
+        _install(session, "shared", f"packages/{pkg}")
+        args = session.posargs or ["--profile", "small"]
+        session.run("dnnrepro", pkg, "reproduce", *args, env=_env(session))
+
+    @nox.session(name=f"install-alone-{pkg}", python=PYTHON, reuse_venv=False)
+    def install_alone(session: nox.Session) -> None:
+        # Non-editable installs from the folders, into a fresh venv, run from a temp dir so
+        # nothing is imported from the source tree.
+        _install(session, str(ROOT / "shared"), str(ROOT / "packages" / pkg), editable=False)
+        tmp = session.create_tmp()
+        session.chdir(tmp)
+        session.run("python", "-c", f"import {module}; print({module}.__name__, 'imports')")
+        env = {
+            **_env(session),
+            "DNNREPRO_DATA": os.environ.get("DNNREPRO_DATA", str(ROOT / "data")),
+        }
+        session.run("dnnrepro", "list", env=env)
+        session.run(
+            "dnnrepro",
+            pkg,
+            "reproduce",
+            "--profile",
+            "smoke",
+            "--out",
+            "results",
+            "--work-dir",
+            "runs",
+            env=env,
+        )
+
+    if (ROOT / "packages" / pkg / "src" / module.replace(".", "/") / "bench.py").exists():
+
+        @nox.session(name=f"bench-{pkg}", python=PYTHON)
+        def bench_pkg(session: nox.Session) -> None:
+            _install(session, "shared", f"packages/{pkg}")
+            session.run(
+                "python",
+                "-m",
+                f"{module}.bench",
+                "--out",
+                f"paper_results/{pkg}",
+                *session.posargs,
+                env=_env(session),
+            )
+
+
+for _pkg in PACKAGES:
+    _make_package_sessions(_pkg)

@@ -1,0 +1,97 @@
+"""Baseline checkpoints the packages start from, trained by the core loop and pinned by data.dvc.
+
+``get(name)`` returns a trained model: it loads ``data/baselines/<name>`` (sha256-checked) or, when
+absent, trains it with the recipe below (resumable) and saves it. ``nox -s data`` builds them all;
+data.dvc pins their bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from . import checkpoint, models
+from . import data as _data
+from .errors import ConfigError
+from .train import TrainConfig, evaluate, fit, seed_everything
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a baseline is made: model builder, dataset, training config."""
+
+    build: Callable[[], nn.Module]
+    dataset: str
+    config: TrainConfig
+    note: str
+
+
+BASELINES: dict[str, Recipe] = {
+    # Caffe LeNet on the 4,000 mnist5k training images: momentum SGD, cosine decay, 15 epochs.
+    # Measured here: 97.4% test accuracy in ~30 s on 2 cores (paper_results/baselines.json).
+    "lenet-mnist5k": Recipe(
+        build=lambda: models.LeNet(1, 28, 10),
+        dataset="mnist5k",
+        config=TrainConfig(
+            epochs=15,
+            batch_size=64,
+            lr=0.05,
+            optimizer="momentum",
+            momentum=0.9,
+            weight_decay=5e-4,
+            schedule="cosine",
+            seed=0,
+        ),
+        note="Caffe LeNet, mnist5k 4000/1000 split",
+    ),
+}
+
+
+def path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Checkpoint stem of baseline ``name`` (``<data dir>/baselines/<name>``)."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    return _data.data_dir(data_dir) / "baselines" / name
+
+
+def train(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+    """Train baseline ``name`` (resuming if a partial run exists) and save it; returns its metrics."""
+    recipe = BASELINES[name]
+    stem = path(name, data_dir)
+    x, y = _data.load(recipe.dataset, "train", data_dir)
+    xt, yt = _data.load(recipe.dataset, "test", data_dir)
+    seed_everything(recipe.config.seed)
+    model = recipe.build()
+    t0 = time.perf_counter()
+    result = fit(
+        model, (x, y), recipe.config, test=(xt, yt), checkpoint_dir=stem.parent / f".{name}-run"
+    )
+    metrics = {
+        "test_accuracy": result.final["test_accuracy"],
+        "train_seconds": result.seconds,
+        "wall_seconds_this_call": time.perf_counter() - t0,
+        "epochs": recipe.config.epochs,
+    }
+    checkpoint.save_weights(stem, model, {"name": name, "note": recipe.note, **metrics})
+    return metrics
+
+
+def get(name: str, data_dir: str | os.PathLike | None = None) -> nn.Module:
+    """The trained baseline model (trained and saved first if it is not there)."""
+    stem = path(name, data_dir)
+    if not checkpoint.exists(stem):
+        train(name, data_dir)
+    model = BASELINES[name].build()
+    checkpoint.load_weights(stem, model)
+    return model
+
+
+def accuracy(name: str, data_dir: str | os.PathLike | None = None) -> float:
+    """Test accuracy of the saved baseline on its dataset's test split."""
+    recipe = BASELINES[name]
+    return evaluate(get(name, data_dir), _data.load(recipe.dataset, "test", data_dir))["accuracy"]
