@@ -59,12 +59,13 @@ class Rule:
 
     def describe(self) -> str:
         """The rule in words, e.g. '>= 0.97'."""
-        return {
-            "at_least": f">= {self.a:g}",
-            "at_most": f"<= {self.a:g}",
-            "between": f"in [{self.a:g}, {self.b:g}]",
-            "within": f"within {self.b:g} of {self.a:g}",
-        }[self.kind]
+        if self.kind == "at_least":
+            return f">= {self.a:g}"
+        if self.kind == "at_most":
+            return f"<= {self.a:g}"
+        if self.kind == "between":
+            return f"in [{self.a:g}, {self.b:g}]"
+        return f"within {self.b:g} of {self.a:g}"
 
 
 def at_least(a: float) -> Rule:
