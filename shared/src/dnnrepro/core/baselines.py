@@ -8,6 +8,7 @@ data.dvc pins their bytes.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +59,16 @@ def path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     return _data.data_dir(data_dir) / "baselines" / name
 
 
-def train(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+def train(name: str, data_dir: str | os.PathLike | None = None, fresh: bool = False) -> dict:
     """Train baseline ``name`` (resuming if a partial run exists) and save it; returns its metrics."""
     recipe = BASELINES[name]
     stem = path(name, data_dir)
     x, y = _data.load(recipe.dataset, "train", data_dir)
     xt, yt = _data.load(recipe.dataset, "test", data_dir)
     seed_everything(recipe.config.seed)
+    run_dir = Path("runs") / "baselines" / name
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)  # a finished run would otherwise be "resumed" without training
     model = recipe.build()
     # The resumable run state lives under runs/, outside data/, so data.dvc pins only the result.
     result = fit(

@@ -61,7 +61,7 @@ def _cmd_data(args) -> int:
             print(f"{fname:22s} {status}")
     else:
         for name in args.names or list(baselines.BASELINES):
-            metrics = baselines.train(name, args.data_dir) if args.retrain else None
+            metrics = baselines.train(name, args.data_dir, fresh=True) if args.retrain else None
             acc = baselines.accuracy(name, args.data_dir)
             print(
                 f"{name:18s} test accuracy {acc:.4f}"
