@@ -1,0 +1,162 @@
+"""N virtual workers in one process, with the DDP hook's exact semantics (the paper's ``--num_nodes``).
+
+:func:`emulate` takes every worker's per-layer gradients and returns the mean TernGrad gradient the
+hook would deliver: same scalers, same MAX sharing, same random streams (seeded by seed, rank, step
+and parameter name), same integer sums and the same float decode. The transport is skipped because
+every exact wire delivers the same integer sums (the tests check that against real gloo runs).
+
+:class:`VirtualWorkers` trains with it inside ``dnnrepro.core.train.fit``: its ``loss_fn`` splits
+the total batch into N equal worker batches and computes all N gradients in one vectorized pass
+(torch.func), its ``grad_hook`` replaces the gradients by the emulated TernGrad mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dnnrepro.core.errors import ConfigError, DataError
+
+from .hook import decode_allgather
+from .ternarize import generator_for, layer_scaler, stream_seed, ternarize
+from .wire import WIRES, check_wire, decode_sum, reternarize_sum
+
+MAX_WORKERS = 64
+
+
+@dataclass
+class EmulatorConfig:
+    """The hook options that change the numbers (see :class:`~dnnrepro.terngrad.hook.TernGradState`).
+
+    ``enabled=False`` is plain fp32 data-parallel SGD (the mean of the worker gradients).
+    """
+
+    clip_c: float | None = 2.5
+    scaler_sharing: bool = True
+    wire: str = "a2a"
+    codec: str = "2bit"
+    min_numel: int = 0
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+    enabled: bool = True
+
+    def __post_init__(self):
+        if self.wire not in WIRES:
+            raise ConfigError(f"unknown wire {self.wire!r}; choose one of {', '.join(WIRES)}")
+        self.exclude = tuple(self.exclude)
+
+
+def emulate(
+    worker_grads: Sequence[Mapping[str, torch.Tensor]],
+    config: EmulatorConfig,
+    step: int,
+    stats: dict | None = None,
+) -> dict[str, torch.Tensor]:
+    """Mean TernGrad gradient of N = len(worker_grads) virtual workers, per parameter name.
+
+    Each element of ``worker_grads`` maps parameter names to that worker's gradient (same names and
+    shapes on every worker). ``stats`` (optional dict) receives per-layer zero fractions and
+    scalers. Raises DataError on NaN/Inf (the emulator's "raise" policy).
+    """
+    workers = len(worker_grads)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"emulate: 1..{MAX_WORKERS} workers, not {workers}")
+    check_wire(config.wire, config.codec, workers, config.scaler_sharing)
+    names = list(worker_grads[0])
+    out: dict[str, torch.Tensor] = {}
+    for name in names:
+        grads = [w[name].detach() for w in worker_grads]
+        if not all(bool(torch.isfinite(g).all()) for g in grads):
+            raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
+        numel = grads[0].numel()
+        if not config.enabled or numel < config.min_numel or name in config.exclude:
+            acc = grads[0].to(torch.float32).clone()
+            for g in grads[1:]:
+                acc += g
+            out[name] = acc / workers
+            continue
+        local = [layer_scaler(g, config.clip_c) for g in grads]
+        shared = torch.stack(local).max()
+        trits = []
+        for rank, g in enumerate(grads):
+            gen = generator_for(g.device, stream_seed(config.seed, rank, step, name))
+            s = shared if config.scaler_sharing else local[rank]
+            trits.append(ternarize(g.reshape(-1), scaler=s, generator=gen)[0])
+        if config.wire == "allgather":
+            scalers = torch.stack(local) if not config.scaler_sharing else shared.expand(workers)
+            mean = decode_allgather(trits, scalers, workers)
+        else:
+            sigma = torch.stack(trits).to(torch.int64).sum(0)
+            if config.wire == "a2a-reternarize":
+                t = reternarize_sum(sigma, workers, config.seed, step, name)
+                mean = t.to(torch.float32) * shared
+            else:
+                mean = decode_sum(sigma, shared, workers)
+        if stats is not None:
+            zeros = sum(float((t == 0).float().mean()) for t in trits) / workers
+            stats.setdefault("zero_fraction", {}).setdefault(name, []).append(zeros)
+        out[name] = mean.view_as(grads[0])
+    return out
+
+
+@dataclass
+class VirtualWorkers:
+    """Plug N emulated TernGrad workers into ``dnnrepro.core.train.fit``.
+
+    Use ``fit(model, data, TrainConfig(batch_size=total_batch, weight_decay=0, ...),
+    loss_fn=vw.loss_fn, grad_hooks=[vw.grad_hook])``: the weight decay goes here (``weight_decay``)
+    because the authors put it in the loss, so each worker's decay term is ternarized with its
+    gradient. The total batch must be divisible by ``workers``.
+    """
+
+    model: nn.Module
+    workers: int
+    config: EmulatorConfig
+    weight_decay: float = 0.0
+    stats: dict = field(default_factory=dict)
+    _pending: dict[str, torch.Tensor] | None = None
+
+    def __post_init__(self):
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers must be in 1..{MAX_WORKERS}, not {self.workers}")
+        self._params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def loss_fn(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Compute every worker's gradient of its share of (x, y); return the mean loss.
+
+        The returned loss has no graph into the model (fit's backward is then a no-op); the
+        gradients are installed by :meth:`grad_hook`.
+        """
+        from torch.func import functional_call, grad_and_value, vmap
+
+        n = self.workers
+        if len(x) % n:
+            raise ConfigError(
+                f"total batch {len(x)} is not divisible by {n} workers; choose a batch size that is"
+            )
+        params = {k: v.detach() for k, v in self._params.items()}
+
+        def worker_loss(p, xw, yw):
+            return F.cross_entropy(functional_call(self.model, p, (xw,)), yw)
+
+        xs = x.reshape(n, len(x) // n, *x.shape[1:])
+        ys = y.reshape(n, len(y) // n)
+        grads, losses = vmap(grad_and_value(worker_loss), in_dims=(None, 0, 0))(params, xs, ys)
+        if self.weight_decay:
+            grads = {k: g + self.weight_decay * params[k] for k, g in grads.items()}
+        self._pending = grads
+        return losses.mean().detach().requires_grad_()
+
+    def grad_hook(self, model: nn.Module, step: int) -> None:
+        """Install the emulated mean gradient of the batch that loss_fn just saw."""
+        if self._pending is None:
+            raise ConfigError("VirtualWorkers.grad_hook ran without loss_fn (pass both to fit)")
+        per_worker = [{k: g[i] for k, g in self._pending.items()} for i in range(self.workers)]
+        mean = emulate(per_worker, self.config, step, self.stats)
+        for name, p in self._params.items():
+            p.grad = mean[name].to(p.dtype)
+        self._pending = None

@@ -1,0 +1,242 @@
+"""Wire formats: how one bucket's trits travel between N ranks, and what each costs in bytes.
+
+Every exact format ends with the same number on every rank: sigma_k = sum over ranks of trit_k, an
+integer in [-N, N], which :func:`decode_sum` turns into the mean gradient sigma_k * s / N (s the
+shared per-layer scaler). The formats differ only in transport:
+
+==================  ==========================================================  ===================
+wire                collectives (payload per rank, n ternary elements, m = ceil(n/N))  exact?
+==================  ==========================================================  ===================
+int8                SUM allreduce of n int8 trits (N <= 127: int sums wrap)          yes
+fields              SUM allreduce of (t+1) in b-bit fields, b = ceil(log2(2N+1))   yes (no carries)
+a2a                 all_to_all of packed trits (N shards), local exact sums,       yes
+                    all_gather of the m sums in b-bit fields (a sharded server)
+allgather           all_gather of all n packed trits (+ scalers without sharing)   yes
+a2a-reternarize     as a2a, the shard's mean re-ternarized before the all_gather   no: unbiased,
+                    (extension: the original README's open question 3)            more variance
+==================  ==========================================================  ===================
+
+:func:`collective_bytes` is the one formula for the bytes a rank hands to each collective; the hook
+counts the tensors it really hands over and the tests check both agree. :func:`network_bytes` turns
+those into bytes a rank sends under the usual algorithms (ring allreduce 2(N-1)/N x size, all_to_all
+(N-1)/N x size, ring all_gather (N-1) x size).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from dnnrepro.core.errors import ConfigError
+
+from .packing import (
+    field_bits,
+    pack_fields,
+    pack_trits,
+    packed_field_words,
+    packed_trit_bytes,
+    unpack_fields,
+    unpack_trits,
+)
+from .ternarize import generator_for, stream_seed, ternarize
+
+WIRES = ("int8", "fields", "a2a", "allgather", "a2a-reternarize")
+EXACT_WIRES = ("int8", "fields", "a2a", "allgather")
+INT8_MAX_WORKERS = 127
+RETERNARIZE_RANK = -1  # the re-ternarization stream is shared by all ranks (rank-independent)
+
+# kind of collective behind each counter, for network_bytes
+COLLECTIVE_KIND = {
+    "scaler_max_allreduce": "allreduce",
+    "float_allreduce": "allreduce",
+    "int8_allreduce": "allreduce",
+    "fields_allreduce": "allreduce",
+    "trits_all_to_all": "all_to_all",
+    "sums_all_gather": "all_gather",
+    "trits_all_gather": "all_gather",
+    "scaler_all_gather": "all_gather",
+}
+
+
+def check_wire(wire: str, codec: str, workers: int, scaler_sharing: bool) -> None:
+    """Raise ConfigError when (wire, codec, N, sharing) cannot be exact or is unknown."""
+    if wire not in WIRES:
+        raise ConfigError(f"unknown wire format {wire!r}; choose one of {', '.join(WIRES)}")
+    from .packing import _check_codec
+
+    _check_codec(codec)
+    if wire == "int8" and workers > INT8_MAX_WORKERS:
+        raise ConfigError(
+            f"wire 'int8' sums {workers} trits in int8, which wraps silently beyond "
+            f"{INT8_MAX_WORKERS} workers; use wire 'fields' or 'a2a'"
+        )
+    if not scaler_sharing and wire != "allgather":
+        raise ConfigError(
+            f"wire {wire!r} adds trits of different ranks and needs one shared scaler per layer; "
+            "set scaler_sharing=True, or use wire 'allgather' (per-rank scalers travel with it)"
+        )
+
+
+def shard_size(numel: int, workers: int) -> int:
+    """Elements each rank owns in the sharded formats: ceil(n / N)."""
+    return -(-numel // workers)
+
+
+def collective_bytes(
+    wire: str,
+    codec: str,
+    numel: int,
+    workers: int,
+    layers: int,
+    float_numel: int = 0,
+    scaler_sharing: bool = True,
+) -> dict[str, int]:
+    """Bytes one rank hands to each collective for one bucket.
+
+    ``numel`` ternary elements in ``layers`` ternarized tensors, ``float_numel`` elements that
+    travel as float32. Zero entries are left out. With N = 1 nothing is communicated.
+    """
+    check_wire(wire, codec, workers, scaler_sharing)
+    if workers == 1:
+        return {}
+    out: dict[str, int] = {}
+    if float_numel:
+        out["float_allreduce"] = 4 * float_numel
+    # per-layer scalers plus one non-finite flag in one MAX allreduce (only the flag without sharing)
+    out["scaler_max_allreduce"] = 4 * ((layers if scaler_sharing else 0) + 1)
+    if numel == 0:
+        return out
+    b = field_bits(workers)
+    m = shard_size(numel, workers)
+    if wire == "int8":
+        out["int8_allreduce"] = numel
+    elif wire == "fields":
+        out["fields_allreduce"] = 8 * packed_field_words(numel, b)
+    elif wire == "allgather":
+        out["trits_all_gather"] = packed_trit_bytes(numel, codec)
+        if not scaler_sharing:
+            out["scaler_all_gather"] = 4 * layers
+    else:
+        out["trits_all_to_all"] = workers * packed_trit_bytes(m, codec)
+        if wire == "a2a":
+            out["sums_all_gather"] = 8 * packed_field_words(m, b)
+        else:
+            out["trits_all_gather"] = packed_trit_bytes(m, codec)
+    return out
+
+
+def network_bytes(handed: dict[str, int], workers: int) -> float:
+    """Bytes one rank sends for the given handed-over sizes (ring allreduce / all_gather)."""
+    n = workers
+    factor = {"allreduce": 2 * (n - 1) / n, "all_to_all": (n - 1) / n, "all_gather": n - 1}
+    return sum(size * factor[COLLECTIVE_KIND[name]] for name, size in handed.items())
+
+
+def fp32_ring_bytes_per_element(workers: int) -> float:
+    """Bytes per gradient element one rank sends in an fp32 ring allreduce: 2(N-1)/N x 4."""
+    return 2 * (workers - 1) / workers * 4
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_sum(sigma: torch.Tensor, scaler: torch.Tensor, workers: int) -> torch.Tensor:
+    """Mean gradient of one layer from the exact trit sum: sigma * (s / N), float32."""
+    return sigma.to(torch.float32) * (scaler.to(torch.float32) / workers)
+
+
+def reternarize_sum(
+    sigma_layer: torch.Tensor, workers: int, seed: int, step: int, layer: int | str
+) -> torch.Tensor:
+    """Re-ternarize a layer's trit sums: t' = sign(sigma) w.p. |sigma|/N; decoded t' * s is unbiased.
+
+    ``sigma_layer`` holds the whole layer (zeros outside the caller's shard are fine: the stream is
+    positional, so each element gets the same draw whichever rank owns it).
+    """
+    gen = generator_for(sigma_layer.device, stream_seed(seed, RETERNARIZE_RANK, step, layer, 1))
+    trits, _ = ternarize(
+        sigma_layer.to(torch.float32), scaler=torch.tensor(float(workers)), generator=gen
+    )
+    return trits
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def _all_gather(out: torch.Tensor, inp: torch.Tensor, group) -> None:
+    """all_gather of equal-sized flat tensors into ``out`` (the non-deprecated name when present)."""
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(out, inp, group=group)
+
+
+class Counter:
+    """Adds up the bytes handed to each collective (the hook's wire_stats feed)."""
+
+    def __init__(self):
+        self.bytes: dict[str, int] = {}
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        self.bytes[name] = self.bytes.get(name, 0) + tensor.numel() * tensor.element_size()
+
+
+def exchange_trits(
+    trits: torch.Tensor,
+    wire: str,
+    codec: str,
+    group,
+    workers: int,
+    rank: int,
+    counter: Counter,
+    reternarize=None,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Move one bucket's flat int8 trits (n,) over ``group``; returns what the wire delivers.
+
+    Exact shared-scaler wires return sigma (n,) int64 (the sum over ranks). "allgather" returns the
+    list of every rank's trits (rank order). "a2a-reternarize" returns the re-ternarized trits
+    (n,) int8; ``reternarize(sigma_shard, start, stop)`` must map the owned shard's sums to trits.
+    """
+    n = trits.numel()
+    if wire == "int8":
+        buf = trits.clone()
+        counter.add("int8_allreduce", buf)
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
+        return buf.to(torch.int64)
+    b = field_bits(workers)
+    if wire == "fields":
+        words = pack_fields(trits.to(torch.int64) + 1, b)
+        counter.add("fields_allreduce", words)
+        dist.all_reduce(words, op=dist.ReduceOp.SUM, group=group)
+        return unpack_fields(words, n, b) - workers
+    if wire == "allgather":
+        packed = pack_trits(trits, codec)
+        gathered = torch.empty(workers * packed.numel(), dtype=torch.uint8, device=trits.device)
+        counter.add("trits_all_gather", packed)
+        _all_gather(gathered, packed, group)
+        return [unpack_trits(c, n, codec) for c in gathered.chunk(workers)]
+    # sharded server: rank r owns elements [r*m, (r+1)*m)
+    m = shard_size(n, workers)
+    padded = torch.zeros(workers * m, dtype=torch.int8, device=trits.device)  # pad with trit 0
+    padded[:n] = trits
+    send = torch.cat([pack_trits(s, codec) for s in padded.split(m)])
+    recv = torch.empty_like(send)
+    counter.add("trits_all_to_all", send)
+    dist.all_to_all_single(recv, send, group=group)
+    sigma = torch.zeros(m, dtype=torch.int64, device=trits.device)
+    for chunk in recv.chunk(workers):
+        sigma += unpack_trits(chunk, m, codec).to(torch.int64)
+    if wire == "a2a":
+        words = pack_fields(sigma + workers, b)
+        gathered = torch.empty(workers * words.numel(), dtype=torch.int64, device=trits.device)
+        counter.add("sums_all_gather", words)
+        _all_gather(gathered, words, group)
+        full = torch.cat([unpack_fields(w, m, b) for w in gathered.chunk(workers)]) - workers
+        return full[:n]
+    start, stop = rank * m, min((rank + 1) * m, n)
+    mine = torch.zeros(m, dtype=torch.int8, device=trits.device)
+    if stop > start:
+        mine[: stop - start] = reternarize(sigma[: stop - start], start, stop)
+    packed = pack_trits(mine, codec)
+    gathered = torch.empty(workers * packed.numel(), dtype=torch.uint8, device=trits.device)
+    counter.add("trits_all_gather", packed)
+    _all_gather(gathered, packed, group)
+    return torch.cat([unpack_trits(c, m, codec) for c in gathered.chunk(workers)])[:n]

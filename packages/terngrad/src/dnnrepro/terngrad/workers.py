@@ -1,0 +1,162 @@
+"""Worker functions for :func:`dnnrepro.terngrad.launch.launch` (module level, so spawn can import them).
+
+- :func:`check_worker`: a few DDP steps of a tiny fixed model per wire format; returns the decoded
+  gradients, a digest of the parameters and the bytes handed to each collective (the tests compare
+  them across ranks and with the emulator).
+- :func:`train_worker`: real data-parallel training with fp32 DDP or the TernGrad hook (the
+  ``dnnrepro terngrad train`` command and the small profile's gloo runs).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .hook import TernGradState, terngrad_hook
+
+
+def check_model(seed: int = 0) -> nn.Module:
+    """A tiny fixed MLP (16 -> 12 -> 4, 256 parameters): names fc1.weight, fc1.bias, fc2.*."""
+    torch.manual_seed(seed)
+    layers = [("fc1", nn.Linear(16, 12)), ("act", nn.ReLU()), ("fc2", nn.Linear(12, 4))]
+    return nn.Sequential(collections.OrderedDict(layers))
+
+
+def check_batch(
+    seed: int, rank: int, step: int, batch: int = 6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank ``rank``'s batch at ``step``: (batch, 16) float32 inputs and labels in 0..3."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + rank * 1009 + step)
+    return torch.randn(batch, 16, generator=gen), torch.randint(0, 4, (batch,), generator=gen)
+
+
+def param_digest(model: nn.Module) -> str:
+    """sha256 over the raw bytes of every parameter (bit-identity across ranks)."""
+    h = hashlib.sha256()
+    for _, p in sorted(model.named_parameters()):
+        h.update(p.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
+    """For each hook option set in ``args['configs']``: ``args['steps']`` SGD steps under DDP.
+
+    Returns {config label: {"grads": [per step {name: list}], "digest", "wire_total", "wire_steps",
+    "skipped", "error"}}. A config's (or args') ``nan_rank`` puts NaN into that rank's input at step
+    0; a config with ``expect_error`` records the error its first failing step raises.
+    ``args['die_rank']`` makes that rank exit abruptly before its first step.
+    """
+    import torch.nn.functional as F
+
+    if args.get("die_rank") == rank:
+        os._exit(3)
+    out = {}
+    for label, options in args["configs"].items():
+        options = dict(options)
+        nan_rank = options.pop("nan_rank", args.get("nan_rank"))
+        expect_error = options.pop("expect_error", False)
+        model = check_model(args.get("seed", 0))
+        ddp = nn.parallel.DistributedDataParallel(
+            model, bucket_cap_mb=args.get("bucket_cap_mb", 25)
+        )
+        state = TernGradState(model=model, **options)
+        ddp.register_comm_hook(state, terngrad_hook)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        grads, error = [], None
+        for step in range(args.get("steps", 2)):
+            x, y = check_batch(args.get("seed", 0), rank, step)
+            if nan_rank == rank and step == 0:
+                x[0, 0] = float("nan")
+            opt.zero_grad(set_to_none=True)
+            try:
+                F.cross_entropy(ddp(x), y).backward()
+            except Exception as exc:  # every rank fails at the same allreduced flag
+                if not expect_error:
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+                break
+            grads.append({n: p.grad.reshape(-1).tolist() for n, p in model.named_parameters()})
+            if state.step_ok():
+                opt.step()
+        out[label] = {
+            "grads": grads,
+            "digest": param_digest(model),
+            "wire_total": dict(state.wire_stats["total"]),
+            "wire_steps": list(state.wire_stats["steps"]),
+            "skipped": state.skipped_steps,
+            "error": error,
+        }
+        dist.barrier()
+    return out
+
+
+def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
+    """Train args['model'] on args['dataset'] with total batch args['batch'] split over the ranks.
+
+    args: model ("lenet" | "mlp"), dataset, data_dir, epochs, max_steps, lr, momentum,
+    weight_decay, seed, method ("fp32" | "terngrad"), hook options (clip_c, wire, codec,
+    min_numel, exclude, scaler_sharing), checkpoint_dir. Rank 0 returns metrics; every rank
+    returns its parameter digest and wire bytes.
+    """
+    import time
+
+    from dnnrepro.core import data, train
+
+    from .models import build_model
+
+    x, y = data.load(args["dataset"], "train", args.get("data_dir"))
+    xt, yt = data.load(args["dataset"], "test", args.get("data_dir"))
+    torch.manual_seed(args["seed"])
+    model = build_model(args["model"], x.shape[1:])
+    wd = args.get("weight_decay", 0.0)
+    state = None
+    if args["method"] == "terngrad":
+        state = TernGradState(
+            model=model,
+            clip_c=args.get("clip_c", 2.5),
+            wire=args.get("wire", "a2a"),
+            codec=args.get("codec", "2bit"),
+            min_numel=args.get("min_numel", 0),
+            exclude=tuple(args.get("exclude", ())),
+            scaler_sharing=args.get("scaler_sharing", True),
+            seed=args["seed"],
+        )
+    config = train.TrainConfig(
+        epochs=args.get("epochs", 1),
+        batch_size=args["batch"] // world,
+        lr=args.get("lr", 0.01),
+        momentum=args.get("momentum", 0.9),
+        schedule=args.get("schedule", "constant"),
+        power=args.get("power", 1.0),
+        seed=args["seed"],
+        max_steps=args.get("max_steps"),
+        progress=False,
+    )
+
+    def decay(m: nn.Module) -> torch.Tensor:  # in the loss, as the authors' code: it is ternarized
+        return 0.5 * wd * sum((p * p).sum() for p in m.parameters())
+
+    t0 = time.perf_counter()
+    result = train.fit(
+        model,
+        (x, y),
+        config,
+        test=(xt, yt) if rank == 0 else None,
+        penalties=[decay] if wd else [],
+        comm_hook=(state, terngrad_hook) if state is not None else None,
+        checkpoint_dir=args.get("checkpoint_dir"),
+    )
+    return {
+        "rank": rank,
+        "final": result.final,
+        "steps": result.steps,
+        "seconds": time.perf_counter() - t0,
+        "digest": param_digest(model),
+        "wire_total": dict(state.wire_stats["total"]) if state is not None else {},
+    }

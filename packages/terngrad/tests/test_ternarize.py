@@ -1,0 +1,103 @@
+"""Identities of stochastic ternarization on random tensors (fixed seeds, statistical bounds)."""
+
+import math
+
+import pytest
+import torch
+
+from dnnrepro.core.errors import ConfigError, DataError
+from dnnrepro.terngrad import layer_scaler, stream_seed, ternarize
+from dnnrepro.terngrad.ternarize import generator_for
+
+
+def draws(g, k, **kw):
+    gen = torch.Generator().manual_seed(123)
+    return torch.stack([ternarize(g, generator=gen, **kw)[0] for _ in range(k)])
+
+
+def test_values_signs_and_scaler():
+    g = torch.randn(3, 7, 5)
+    t, s = ternarize(g, generator=torch.Generator().manual_seed(0))
+    assert t.dtype == torch.int8 and t.shape == g.shape
+    assert set(t.unique().tolist()) <= {-1, 0, 1}
+    assert float(s) == float(g.abs().max())
+    # the sign is kept: a non-zero trit has the sign of its element
+    nz = t != 0
+    assert torch.equal(t[nz].float(), torch.sign(g[nz]))
+
+
+def test_direction_of_the_comparison():
+    g = torch.tensor([2.0, -2.0, 0.0, 0.0, 1.0])
+    t = draws(g, 200)
+    assert bool((t[:, 0] == 1).all()) and bool((t[:, 1] == -1).all())  # |g| = s: always sent
+    assert bool((t[:, 2:4] == 0).all())  # zero: never
+    p = float((t[:, 4] != 0).float().mean())
+    assert abs(p - 0.5) < 5 * math.sqrt(0.25 / 200)  # P(non-zero) = |g|/s
+
+
+def test_unbiased_and_second_moment():
+    torch.manual_seed(1)
+    g = torch.randn(64)
+    k = 3000
+    t, s = draws(g, k).float(), g.abs().max()
+    est = t * s
+    var = s * g.abs() - g * g  # per-element variance of one draw
+    err = (est.mean(0) - g).abs()
+    assert bool((err <= 5 * torch.sqrt(var / k) + 1e-6).all())
+    # E||g~||^2 = ||g||_inf * ||g||_1
+    sq = (est * est).sum(1)
+    target = float(s * g.abs().sum())
+    assert abs(float(sq.mean()) - target) < 5 * float(sq.std()) / math.sqrt(k)
+    # the bound ordering of assumption A3: ||g||_2^2 <= ||g||_inf ||g||_1
+    assert float((g * g).sum()) <= target
+
+
+def test_clipping_is_unbiased_for_the_clipped_gradient():
+    torch.manual_seed(2)
+    g = torch.randn(40)
+    g[0] = 9.0  # far beyond 2.5 sigma: saturates
+    s = layer_scaler(g, 2.5)
+    assert math.isclose(float(s), 2.5 * float(g.double().std(correction=0)), rel_tol=1e-6)
+    k = 3000
+    est = draws(g, k, clip_c=2.5).float() * s
+    clipped = g.clamp(-float(s), float(s))
+    var = s * clipped.abs() - clipped**2
+    assert bool(((est.mean(0) - clipped).abs() <= 5 * torch.sqrt(var / k) + 1e-6).all())
+    assert bool((est[:, 0] == s).all())
+
+
+def test_gaussian_layer_at_c_2_5():
+    gen = torch.Generator().manual_seed(3)
+    g = torch.randn(400_000, generator=gen)
+    t, s = ternarize(g, clip_c=2.5, generator=gen)
+    clipped = float((g.abs() >= s).float().mean())
+    zeros = float((t == 0).float().mean())
+    assert abs(clipped - 0.0124) < 0.001  # 2 * (1 - Phi(2.5)) = 1.24%
+    assert abs(zeros - (1 - 0.7936 / 2.5)) < 0.005  # 1 - E|clip g| / (c sigma) ~ 68%
+
+
+def test_given_scaler_overrides():
+    g = torch.tensor([0.5, -0.25])
+    t, s = ternarize(g, scaler=1.0, clip_c=2.5)
+    assert float(s) == 1.0
+
+
+def test_zero_gradient_and_bad_input():
+    t, s = ternarize(torch.zeros(10))
+    assert float(s) == 0 and not bool(t.any())
+    with pytest.raises(DataError):
+        ternarize(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(DataError):
+        ternarize(torch.tensor([1.0, float("inf")]), clip_c=2.5)
+    with pytest.raises(ConfigError):
+        ternarize(torch.tensor([1, 2]))
+    with pytest.raises(ConfigError):
+        layer_scaler(torch.ones(3), clip_c=-1.0)
+
+
+def test_streams_are_reproducible_and_distinct():
+    g = torch.randn(1000)
+    a = ternarize(g, generator=generator_for("cpu", stream_seed(0, 1, 5, "fc1.weight")))[0]
+    b = ternarize(g, generator=generator_for("cpu", stream_seed(0, 1, 5, "fc1.weight")))[0]
+    c = ternarize(g, generator=generator_for("cpu", stream_seed(0, 2, 5, "fc1.weight")))[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
