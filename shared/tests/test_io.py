@@ -1,0 +1,57 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dnnrepro.core import io
+
+
+def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    io.write_json(target, {"v": 1})
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        io.write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_sigkill_during_writes_never_leaves_a_torn_file(tmp_path):
+    target = tmp_path / "results.json"
+    script = (
+        "import sys\nfrom dnnrepro.core import io\n"
+        "i = 0\nwhile True:\n"
+        "    i += 1\n"
+        "    io.write_json(sys.argv[1], {'i': i, 'pad': 'x' * 200000})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(target)])
+    deadline = time.time() + 30
+    while not target.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    doc = json.loads(target.read_text())  # parses: old or new, never half
+    assert doc["i"] >= 1 and len(doc["pad"]) == 200000
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    io.write_text(tmp_path / "a.txt", "hi")
+    mode = (tmp_path / "a.txt").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_sha256_helpers(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert io.sha256_file(tmp_path / "f") == io.sha256_bytes(b"abc") == expected
