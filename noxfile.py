@@ -73,9 +73,16 @@ def reproduce(session: nox.Session) -> None:
     """Reproduce every package at the small profile (or -- --profile X) and print all claims."""
     _install(session, "shared", *[f"packages/{p}" for p in PACKAGES])
     args = session.posargs or ["--profile", "small"]
+    failed = []
     for pkg in PACKAGES:
-        session.run("dnnrepro", pkg, "reproduce", *args, env=_env(session))
+        # one package failing must not hide the others' results; the session still fails
+        try:
+            session.run("dnnrepro", pkg, "reproduce", *args, env=_env(session))
+        except nox.command.CommandFailed:
+            failed.append(pkg)
     session.run("python", str(ROOT / "tools" / "claims_table.py"), *args)
+    if failed:
+        session.error(f"reproduce failed for: {', '.join(failed)}")
 
 
 @nox.session(python=PYTHON)
