@@ -1,0 +1,150 @@
+"""Rank by energy, decomposition exactness and error, bias, report, pruning, bad inputs."""
+
+import pytest
+import torch
+from torch import nn
+
+from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.models import LeNet
+from dnnrepro.forcereg import (
+    ConvNet,
+    LowRankConv2d,
+    decompose,
+    energy_curve,
+    lowrank_report,
+    prune_basis,
+    rank_for_energy,
+)
+
+
+def _known_spectrum(singular, n=12, d=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d, n, generator=g, dtype=torch.float64))
+    s = torch.zeros(n, dtype=torch.float64)
+    s[: len(singular)] = torch.tensor(singular, dtype=torch.float64)
+    return (u * s) @ v.T
+
+
+def test_rank_for_energy_on_a_known_spectrum():
+    # energies 16, 9, 4, 1 of 30: shares 0.533, 0.833, 0.967, 1.0
+    w = _known_spectrum([4.0, 3.0, 2.0, 1.0])
+    assert rank_for_energy(w, 0.5) == 1
+    assert rank_for_energy(w, 0.8) == 2
+    assert rank_for_energy(w, 0.95) == 3
+    assert rank_for_energy(w, 0.99) == 4
+    assert rank_for_energy(w, 25 / 30) == 2  # hit exactly: rounding must not push it to 3
+    assert rank_for_energy(w, 1.0) == 12  # full rank min(N, D), as the authors' rankratio 1.0
+    expected = torch.tensor([16.0, 25.0, 29.0, 30.0], dtype=torch.float64) / 30
+    torch.testing.assert_close(energy_curve(w)[:4], expected)
+
+
+def test_caffe_svd_norm_ratio_corresponds_to_squared_energy():
+    w = _known_spectrum([5.0, 4.0, 3.0, 2.0, 1.0])
+    s = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    norm_ratio = (s**2).cumsum(0).sqrt() / s.norm()
+    for r in (0.8, 0.9, 0.95):
+        caffe_rank = int((norm_ratio < r).sum()) + 1
+        assert rank_for_energy(w, r**2) == caffe_rank
+
+
+@pytest.mark.parametrize("energy", [0.0, -0.1, 1.5, float("nan")])
+def test_energy_outside_unit_interval_raises(energy):
+    with pytest.raises(ConfigError, match="energy"):
+        rank_for_energy(torch.randn(4, 9), energy)
+    with pytest.raises(ConfigError, match="energy"):
+        decompose(LeNet(), energy=energy)
+
+
+def _conv(bias=True, stride=1, padding=1, dilation=1):
+    torch.manual_seed(0)
+    return nn.Conv2d(6, 10, 3, stride, padding, dilation, bias=bias).double()
+
+
+@pytest.mark.parametrize("method", ["pca", "svd"])
+@pytest.mark.parametrize("geometry", [(1, 1, 1), (2, 0, 1), (1, 2, 2)])
+def test_full_rank_decomposition_is_exact(method, geometry):
+    stride, padding, dilation = geometry
+    model = nn.Sequential(_conv(True, stride, padding, dilation))
+    x = torch.randn(3, 6, 11, 11, dtype=torch.float64)
+    dec = decompose(model, energy=1.0, method=method)
+    assert isinstance(dec[0], LowRankConv2d) and dec[0].rank == 10
+    assert dec[0].lowrank.bias is None
+    torch.testing.assert_close(dec[0].linear.bias, model[0].bias)
+    torch.testing.assert_close(dec(x), model(x), rtol=1e-10, atol=1e-10)
+    assert isinstance(model[0], nn.Conv2d)  # the original is untouched (deep copy)
+
+
+def test_error_decreases_with_rank_and_methods_agree():
+    model = nn.Sequential(_conv())
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
+    errors = []
+    for rank in range(1, 11):
+        pca = decompose(model, ranks={"0": rank}, method="pca")
+        svd = decompose(model, ranks={"0": rank}, method="svd")
+        torch.testing.assert_close(pca(x), svd(x), rtol=1e-9, atol=1e-9)
+        errors.append(float((pca(x) - model(x)).detach().norm()))
+    assert all(a > b for a, b in zip(errors, errors[1:], strict=False))
+    assert errors[-1] < 1e-9
+
+
+def test_energy_kept_matches_the_rule_and_report():
+    torch.manual_seed(1)
+    model = LeNet()
+    dec = decompose(model, energy=0.9)
+    for name in ("conv1", "conv2"):
+        layer = getattr(dec, name)
+        assert layer.rank == rank_for_energy(getattr(model, name).weight, 0.9)
+        assert layer.energy_kept >= 0.9
+    rows = {r["layer"]: r for r in lowrank_report(dec, (1, 28, 28))}
+    assert set(rows) == {"conv1", "conv2"}
+    r = rows["conv2"]
+    assert r["decomposed"] and r["macs"] == r["rank"] * (20 * 25 + 50) * 8 * 8
+    dense = {r["layer"]: r for r in lowrank_report(model, (1, 28, 28))}
+    assert dense["conv2"]["macs"] == 50 * 500 * 64 and dense["conv2"]["rank"] == 50
+    assert dense["conv2"]["rank_at_energy"] == rank_for_energy(model.conv2.weight, 0.95)
+
+
+def test_bad_decompose_inputs_raise():
+    model = ConvNet(1, 28)
+    with pytest.raises(ConfigError, match="Linear"):
+        decompose(model, ranks={"fc": 3})
+    with pytest.raises(ConfigError, match=r"\[1, 32\]"):
+        decompose(model, ranks={"conv2": 33})
+    with pytest.raises(ConfigError, match="not a layer"):
+        decompose(model, ranks={"conv7": 3})
+    with pytest.raises(ConfigError, match="method"):
+        decompose(model, method="tucker")
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ConfigError, match="grouped"):
+        decompose(grouped)
+
+
+def test_exclude_and_ranks_select_layers():
+    model = ConvNet(1, 28)
+    dec = decompose(model, energy=0.9, exclude=["conv1"])
+    assert isinstance(dec.conv1, nn.Conv2d) and isinstance(dec.conv3, LowRankConv2d)
+    dec = decompose(model, ranks={"conv2": 4})
+    assert dec.conv2.rank == 4 and isinstance(dec.conv3, nn.Conv2d)
+    assert dec(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_prune_basis_zeroes_the_smallest_and_mask_holds():
+    torch.manual_seed(0)
+    dec = decompose(ConvNet(1, 28), ranks={"conv2": 8, "conv3": 8})
+    before = dec.conv2.lowrank.weight.detach().abs().clone()
+    mask = prune_basis(dec, 0.5)
+    w = dec.conv2.lowrank.weight
+    assert int((w == 0).sum()) == w.numel() // 2
+    kept = before[w != 0]
+    assert kept.min() >= before[w == 0].max()
+    assert mask.nonzeros()["conv3.lowrank"] == dec.conv3.lowrank.weight.numel() // 2
+    w.grad = torch.ones_like(w)
+    with torch.no_grad():
+        w.add_(1.0)
+    mask(dec, 0)
+    assert int((w == 0).sum()) == w.numel() // 2 and int((w.grad == 0).sum()) == w.numel() // 2
+    with pytest.raises(ConfigError, match="decompose"):
+        prune_basis(ConvNet(1, 28), 0.5)
+    with pytest.raises(ConfigError, match="sparsity"):
+        prune_basis(dec, 1.0)
