@@ -1,0 +1,60 @@
+"""Conv-M compact network and unified unsupervised domain adaptation (Wu et al., CVPR 2017).
+
+    from dnnrepro.conv_m_da import ConvM, compact_net, adapt
+    net = compact_net(10, size="small", in_channels=1)
+    result = adapt(net, (xs, ys), xt, method="ours", target_test=(xt_test, yt_test))
+    result.metrics["target_test_accuracy"]
+
+Architecture details and the loss combination are reconstructions (no public code or layer
+table exists); see the README.
+"""
+
+__version__ = "0.1.0"
+
+from .adapt import METHODS, AdaptationNet, AdaptConfig, AdaptResult, adapt  # noqa: E402
+from .convm import ConvM  # noqa: E402
+from .losses import (  # noqa: E402
+    DomainDiscriminator,
+    GradientReversal,
+    entropy_loss,
+    mk_mmd,
+    reverse_gradient,
+    warm_start_coeff,
+)
+from .networks import (  # noqa: E402
+    ConvNet,
+    Fire,
+    Inception,
+    build_network,
+    compact_net,
+    inception_like,
+    macs,
+    squeeze_net_like,
+)
+from .tasks import TASKS, load_task, resize  # noqa: E402
+
+__all__ = [
+    "METHODS",
+    "TASKS",
+    "AdaptConfig",
+    "AdaptResult",
+    "AdaptationNet",
+    "ConvM",
+    "ConvNet",
+    "DomainDiscriminator",
+    "Fire",
+    "GradientReversal",
+    "Inception",
+    "adapt",
+    "build_network",
+    "compact_net",
+    "entropy_loss",
+    "inception_like",
+    "load_task",
+    "macs",
+    "mk_mmd",
+    "resize",
+    "reverse_gradient",
+    "squeeze_net_like",
+    "warm_start_coeff",
+]
