@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.kernels import get_kernel, to_cupy
 
 from . import rng
@@ -118,6 +119,8 @@ def simulate_counts_cuda(
     device = torch.device("cuda")
     flat = _check_run(model, x, copies, ticks, seed).to(device)
     stages = export(model, device)
+    if max(float(la.s.abs().max()) for st in stages for la in st) > 127:
+        raise ConfigError("the CUDA simulator stores weights as int8: |weight| must be <= 127")
     weights = [
         [sample_crossbars_cuda(la.p, la.s.to(torch.int8), la.layer_id, copies, seed) for la in st]
         for st in stages
@@ -129,6 +132,7 @@ def simulate_counts_cuda(
     n = len(flat)
     per_image = ticks * copies * max(widths) * 2 + ticks * flat.shape[1]
     rows = max(1, int(memory_mb * 2**20 // per_image))
+    rows = min(rows, max(1, 65535 * TILE // ticks))  # grid.y of tn_spike_layer is at most 65535
     counts = torch.empty(copies, ticks, n, model.num_classes, dtype=torch.int32, device=device)
     for r0 in range(0, n, rows):
         xs = flat[r0 : r0 + rows]
