@@ -45,8 +45,18 @@ def test_smoke_reproduce_records_every_small_claim_and_resumes(tmp_path):
 def test_paper_profile_without_cifar_is_one_clear_error(tmp_path, capsys):
     # full MNIST/CIFAR-10 files are not in an empty data dir: exit code 2 and one line
     code = main(
-        ["forcereg", "reproduce", "--profile", "paper", "--data-dir", str(tmp_path / "none"),
-         "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "runs")]
+        [
+            "forcereg",
+            "reproduce",
+            "--profile",
+            "paper",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "out"),
+            "--work-dir",
+            str(tmp_path / "runs"),
+        ]
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "error" in err[0]
