@@ -67,3 +67,16 @@ def test_cli_count_and_bad_input():
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "threads" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bench_quick_writes_ratios(tmp_path, monkeypatch):
+    from dnnrepro.conv_m_da import bench
+
+    monkeypatch.setitem(
+        bench.SETUPS, "paper", {**bench.SETUPS["paper"], "shape": (3, 32, 32), "batch": 1}
+    )
+    assert bench.main(["--out", str(tmp_path), "--threads", "1", "--quick"]) == 0
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    rows = [e for e in doc["entries"] if e["network"] == "inception"]
+    assert all(r["train_speedup_vs_inception"] == 1.0 for r in rows)
+    assert {e["network"] for e in doc["entries"]} == {"compact", "squeeze", "inception"}

@@ -8,6 +8,9 @@ Protocol of one (task, network, seed) cell, the same for every method:
 2. from that network, run each method (source_only, dan, dann, ours) for ``steps`` more steps;
 3. report target test accuracy of the LAST iterate (no target labels, no model selection).
 
+On mnist5k->digits the unified method is also run with each of its three parts removed
+(``ABLATIONS``; reported in results.json details, not a claim).
+
 Small profile: tasks syndigits->mnist5k, mnist5k->digits, digits->mnist5k at 1x16x16; the digit-size
 compact Conv-M net; the squeeze-like and inception-like nets on syndigits->mnist5k (and
 inception-like on mnist5k->digits for the classification comparison).
@@ -31,6 +34,13 @@ from .networks import build_network, compact_net, inception_like, squeeze_net_li
 from .tasks import TASKS, load_task
 
 NET_TASK = "syndigits->mnist5k"  # the task of the network comparisons
+ABLATION_TASK = "mnist5k->digits"  # the task with the largest adaptation gains
+# the unified method with one of its three parts removed: (method, AdaptConfig overrides)
+ABLATIONS = {
+    "ours-no-domain": ("ours", {"lambda_domain": 0.0}),
+    "ours-no-mmd": ("ours", {"lambda_mmd": 0.0}),
+    "ours-no-label": ("ours", {"lambda_entropy": 0.0, "residual": False}),
+}
 CLS_TASK = "mnist5k->digits"  # its source (mnist5k) is the classification benchmark
 
 SMALL = ("small",)
@@ -213,14 +223,16 @@ def run_cell(
     out: dict[str, Any] = {"params": count_params(net), "pretrain": pre.metrics, "methods": {}}
     results = {}
     for method in methods:
+        base, overrides = ABLATIONS.get(method, (method, {}))
         r = adapt(
             pre.model,
             task.source_train,
             task.target_train[0],  # images only: target labels never reach adapt
-            method,
+            base,
             steps=settings["steps"],
             checkpoint_dir=ctx.work(work, method),
             **common,
+            **overrides,
         )
         results[method] = r
         out["methods"][method] = {**r.metrics, "terms": r.terms}
@@ -280,7 +292,10 @@ def run(ctx: RunContext) -> None:
         return
     settings = SETTINGS[ctx.profile]
     cells: dict[str, list[dict]] = {}
-    plan = [(t, "compact", METHODS, t == NET_TASK) for t in TASKS]
+    plan = [
+        (t, "compact", METHODS + (tuple(ABLATIONS) if t == ABLATION_TASK else ()), t == NET_TASK)
+        for t in TASKS
+    ]
     plan += [(NET_TASK, k, ("source_only", "ours"), False) for k in ("squeeze", "inception")]
     plan += [(CLS_TASK, "inception", ("source_only",), False)]
     for seed in ctx.seeds:
@@ -319,6 +334,10 @@ def _summarize(ctx: RunContext, cells: dict[str, list[dict]]) -> None:
     ctx.record("beats-dan-dann", len(wins))
     ctx.note("beats-dan-dann", f"Ours best on: {', '.join(wins) or 'none'}.")
 
+    ablation_key = f"{ABLATION_TASK}|compact"
+    ctx.details["ablation_" + ABLATION_TASK] = {
+        m: _mean_std(_acc(cells, ablation_key, m)) for m in ("ours", *ABLATIONS)
+    }
     compact, squeeze, inception = (f"{NET_TASK}|{k}" for k in ("compact", "squeeze", "inception"))
     for a, b in zip(_acc(cells, compact, "ours"), _acc(cells, squeeze, "ours"), strict=True):
         ctx.record("compression-hurts-da", a - b)
