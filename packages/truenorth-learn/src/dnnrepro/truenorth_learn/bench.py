@@ -43,7 +43,7 @@ def _per_copy_loop(model, x, copies, ticks, seed):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="paper_results/truenorth-learn")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2,1", help="thread counts to time, comma separated")
     ap.add_argument("--copies", type=int, default=64)
     ap.add_argument("--ticks", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
@@ -53,7 +53,20 @@ def main(argv=None) -> int:
     model.reset_parameters(0)
     events = synapse_evaluations(model, len(x), args.copies, args.ticks)
     entries = []
-    with threads(args.threads) as n:
+    for n_threads in [int(t) for t in str(args.threads).split(",")]:
+        entries.append(_cpu_entry(model, x, args, n_threads, events))
+    gpu_entry(model, x, args, events, entries)
+    path = write_bench(args.out, "truenorth-learn", entries)
+    for e in entries:
+        print(
+            e["name"], f"{e['seconds']:.2f} s", f"{e['synapse_evaluations_per_second']:.3e} syn/s"
+        )
+    print(path)
+    return 0
+
+
+def _cpu_entry(model, x, args, n_threads, events) -> dict:
+    with threads(n_threads) as n:
         fast = time_callable(
             lambda: simulate_counts_torch(model, x, args.copies, args.ticks, 0),
             warmup=0,
@@ -65,24 +78,26 @@ def main(argv=None) -> int:
         )
         base_per_copy = base.median / small_copies
         fast_per_copy = fast.median / args.copies
-        entries.append(
-            {
-                "name": "deploy-simulator-torch-cpu",
-                "job": f"mnist-5core, {len(x)} test images, {args.copies} copies x {args.ticks} ticks",
-                "threads": n,
-                "seconds": fast.median,
-                "synapse_evaluations_per_second": events / fast.median,
-                "under_30_s": fast.median < 30.0,
-                "baseline": "per-copy loop (no batching over copies), timed on "
-                f"{small_copies} copies and scaled per copy",
-                "baseline_seconds_per_copy": base_per_copy,
-                "seconds_per_copy": fast_per_copy,
-                "speedup": base_per_copy / fast_per_copy,
-                "timing": fast.as_dict(),
-                # other jobs on a shared machine oversubscribe the cores; say how loaded it was
-                "load_average_1min": os.getloadavg()[0],
-            }
-        )
+        return {
+            "name": f"deploy-simulator-torch-cpu-{n}-threads",
+            "job": f"mnist-5core, {len(x)} test images, {args.copies} copies x {args.ticks} ticks",
+            "threads": n,
+            "seconds": fast.median,
+            "synapse_evaluations_per_second": events / fast.median,
+            "under_30_s": fast.median < 30.0,
+            "baseline": "per-copy loop (no batching over copies), timed on "
+            f"{small_copies} copies and scaled per copy",
+            "baseline_seconds_per_copy": base_per_copy,
+            "seconds_per_copy": fast_per_copy,
+            "speedup": base_per_copy / fast_per_copy,
+            "timing": fast.as_dict(),
+            # other jobs on a shared machine oversubscribe the cores; say how loaded it was
+            "load_average_1min": os.getloadavg()[0],
+        }
+
+
+def gpu_entry(model, x, args, events, entries) -> None:
+    """Time the CUDA simulator on the same job when a GPU and CuPy are present."""
     from dnnrepro.core.kernels import cuda_available
 
     if cuda_available():
@@ -103,13 +118,6 @@ def main(argv=None) -> int:
                 "timing": gpu.as_dict(),
             }
         )
-    path = write_bench(args.out, "truenorth-learn", entries)
-    for e in entries:
-        print(
-            e["name"], f"{e['seconds']:.2f} s", f"{e['synapse_evaluations_per_second']:.3e} syn/s"
-        )
-    print(path)
-    return 0
 
 
 if __name__ == "__main__":
