@@ -1,0 +1,147 @@
+"""shrink: the smaller network gives the sparse network's outputs, with fewer parameters."""
+
+import pytest
+import torch
+from torch import nn
+
+from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.models import MLP, LeNet, count_params, resnet20
+from dnnrepro.ssl import InputGather, LoweredConv2d, ResidualShortcut, shrink, sparsity_report
+
+
+def _random_bn(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+
+
+def _assert_same(a, b, x):
+    with torch.no_grad():
+        torch.testing.assert_close(b(x), a.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lenet_random_groups_of_every_kind(seed):
+    g = torch.Generator().manual_seed(seed)
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv1.weight[torch.randperm(20, generator=g)[:6]] = 0  # filters
+        m.conv2.weight[:, torch.randperm(20, generator=g)[:5]] = 0  # channels
+        m.conv2.weight[torch.randperm(50, generator=g)[:10]] = 0  # filters
+        m.conv1.weight[:, 0, torch.randint(0, 5, (3,), generator=g), 2] = 0  # shape fibres
+        m.conv2.weight[:, 7, 1, :] = 0  # partial-channel fibres
+        m.fc1.weight[torch.randperm(500, generator=g)[:50]] = 0  # neurons
+        m.fc1.weight[:, :40] = 0  # inputs
+    x = torch.rand(7, 1, 28, 28)
+    small = shrink(m, x[:2])
+    _assert_same(m, small, torch.rand(11, 1, 28, 28))
+    assert count_params(small) < count_params(m)
+    fc1 = small.fc1.inner if isinstance(small.fc1, InputGather) else small.fc1
+    assert small.conv2.weight.shape[0] < 50 and fc1.out_features == 450
+
+
+def test_zero_filter_with_bias_is_folded_into_the_next_layer():
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv2.weight[:3] = 0  # biases stay: three constant maps feed fc1
+        m.conv2.bias[:3] = torch.tensor([0.7, -0.3, 1.1])
+    small = shrink(m, torch.rand(2, 1, 28, 28))
+    assert small.conv2.out_channels == 47 and small.fc1.in_features == 47 * 16
+    _assert_same(m, small, torch.rand(5, 1, 28, 28))
+
+
+def test_shape_fibres_become_a_lowered_convolution():
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv1.weight.view(20, -1)[:, 7:] = 0  # 7 of 25 columns survive
+    small = shrink(m, torch.rand(2, 1, 28, 28))
+    assert isinstance(small.conv1, LoweredConv2d) and small.conv1.weight.shape == (20, 7)
+    _assert_same(m, small, torch.rand(5, 1, 28, 28))
+
+
+def test_mlp_neurons_and_inputs():
+    m = MLP(784, (100, 60), 10)
+    with torch.no_grad():
+        m.layers.fc1.weight[:, 300:] = 0
+        m.layers.fc1.weight[:30] = 0
+        m.layers.fc2.weight[:, 50:] = 0
+        m.layers.fc2.weight[:10] = 0
+        m.layers.fc3.weight[:, 55:] = 0
+    small = shrink(m, torch.rand(3, 1, 28, 28))
+    assert isinstance(small.layers.fc1, InputGather)
+    assert small.layers.fc1.inner.weight.shape == (20, 300)
+    assert small.layers.fc2.weight.shape == (45, 20) and small.layers.fc3.in_features == 45
+    _assert_same(m, small, torch.rand(9, 1, 28, 28))
+
+
+@pytest.mark.slow
+def test_resnet20_random_groups_and_depth():
+    m = resnet20(in_channels=1, num_classes=10)
+    _random_bn(m)
+    with torch.no_grad():
+        m.stages[0][1].conv2.weight.zero_()  # depth: a block whose branch is constant
+        m.stages[2][0].conv1.weight.zero_()
+        m.stages[2][0].conv2.weight.zero_()  # a down-sampling block (pad shortcut)
+        m.stages[1][0].conv2.weight[:, [1, 2, 3]] = 0  # channels
+        m.stages[1][2].conv1.weight[[0, 1]] = 0  # filters (padded reader: kept unless constant 0)
+        m.stages[1][1].conv1.weight[:, :, 0, 0] = 0  # shape fibres
+        m.conv1.weight[[4, 5]] = 0  # stem filters feed a residual sum: kept
+    x = torch.rand(6, 1, 28, 28)
+    small = shrink(m, x[:2])
+    _assert_same(m, small, x)
+    assert isinstance(small.stages[0][1], ResidualShortcut)
+    assert isinstance(small.stages[2][0], ResidualShortcut)
+    assert small.stages[1][0].conv1.out_channels == 29
+    assert isinstance(small.stages[1][1].conv1, LoweredConv2d)
+    assert count_params(small) < count_params(m)
+    report = {r.name: r for r in sparsity_report(small, (1, 28, 28), reference=m)}
+    assert report["stages.0.1.conv1"].filters == (0, 16)
+
+
+def test_shrunk_model_is_independent_of_the_sparse_one():
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv1.weight[:2] = 0
+    before = m.conv1.weight.clone()
+    shrink(m, torch.rand(2, 1, 28, 28))
+    assert torch.equal(m.conv1.weight, before) and m.conv1.out_channels == 20
+
+
+def test_all_filters_removed_is_a_clear_error():
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv2.weight.zero_()
+        m.conv2.bias.zero_()
+    with pytest.raises(ConfigError, match="all .* filters of conv[12] would be removed"):
+        shrink(m, torch.rand(2, 1, 28, 28))
+
+
+def test_unsupported_layer_is_a_clear_error():
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LayerNorm([4, 6, 6]), nn.Flatten(), nn.Linear(144, 2))
+    with pytest.raises(ConfigError, match="LayerNorm"):
+        shrink(m, torch.rand(2, 1, 8, 8))
+
+
+def test_untraceable_model_and_bad_input_are_clear_errors():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow
+                return self.fc(x)
+            return -self.fc(x)
+
+    with pytest.raises(ConfigError, match="trace"):
+        shrink(Branchy(), torch.rand(2, 4))
+    m = MLP(16, (8,), 2)
+    with torch.no_grad():
+        m.layers.fc1.weight[:2] = 0
+    with pytest.raises(ConfigError, match="example_input"):
+        shrink(m, torch.rand(2, 5))
+    with pytest.raises(ConfigError, match="tensor"):
+        shrink(m, [1, 2])
