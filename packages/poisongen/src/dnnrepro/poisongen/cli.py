@@ -37,8 +37,12 @@ def _target(args):
         raise ConfigError(f"--dataset must be one of {', '.join(TARGETS)}, not {args.dataset!r}")
     train = core_data.load(args.dataset, "train", args.data_dir)
     test = core_data.load(args.dataset, "test", args.data_dir)
-    work = Path(args.work_dir) / "poisongen" / "cli" / f"{args.dataset}-seed{args.seed}" / "target"
-    model, _ = train_target(args.dataset, train, args.seed, work)
+    steps = getattr(args, "target_steps", None)
+    if steps is not None and steps < 1:
+        raise ConfigError("--target-steps must be >= 1")
+    name = f"{args.dataset}-seed{args.seed}" + (f"-steps{steps}" if steps else "")
+    work = Path(args.work_dir) / "poisongen" / "cli" / name / "target"
+    model, _ = train_target(args.dataset, train, args.seed, work, max_steps=steps)
     crop = TARGETS[args.dataset].crop
     if crop:
         train = (center_crop(train[0], crop), train[1])
@@ -64,7 +68,13 @@ def _attack(args) -> int:
         ).fit()
     x_p, y_p = attack.poison(*seeds)
     stem = Path(args.out)
-    meta = {"dataset": args.dataset, "seed": args.seed, "method": args.method, "lr": args.lr}
+    meta = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "method": args.method,
+        "lr": args.lr,
+        "target_steps": args.target_steps,
+    }
     checkpoint.save(stem, {"x": x_p, "y": y_p, "seed_x": seeds[0], "seed_y": seeds[1]}, meta)
     effect = evaluate(model, (x_p, y_p), test, attack.normal, "per_point", victim)
     print(
@@ -87,6 +97,7 @@ def _detect(args) -> int:
     if "x" not in tensors or "y" not in tensors:
         raise ConfigError(f"{args.poisons}: not a poisons file written by 'poisongen attack'")
     args.dataset, args.seed = meta["dataset"], meta["seed"]
+    args.target_steps = meta.get("target_steps")
     model, _, (xt, yt) = _target(args)
     perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(args.seed))
     hold, stream = perm[: len(xt) // 2], perm[len(xt) // 2 :]
@@ -121,6 +132,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--lr", type=float, default=0.05, help="victim re-training lr (bias 2x)")
     a.add_argument("--rounds", type=int, default=10, help="generator update rounds")
     a.add_argument("--out", default="poisons", help="checkpoint stem for the poisons")
+    a.add_argument(
+        "--target-steps",
+        type=int,
+        default=None,
+        help="stop the target's pretraining after this many steps (quick trials; default: full recipe)",
+    )
     a.set_defaults(func=_attack)
     d = subparsers.add_parser(
         "detect", parents=[common], help="run the loss detector on saved poisons"
