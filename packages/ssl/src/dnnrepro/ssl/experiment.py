@@ -70,8 +70,8 @@ ROWS = {
     "lenet3": Row("lenet3", "lenet", ("filter", "channel"), 0.08, layers=CONVS),
     "lenet4": Row("lenet4", "lenet", ("shape",), 0.03, layers=CONVS),
     "lenet5": Row("lenet5", "lenet", ("shape",), 0.08, layers=CONVS),
-    "mlp_a": Row("mlp_a", "mlp", ("row", "column"), 0.005),
-    "mlp_b": Row("mlp_b", "mlp", ("row", "column"), 0.015),
+    "mlp_a": Row("mlp_a", "mlp", ("row", "column"), 0.025),
+    "mlp_b": Row("mlp_b", "mlp", ("row", "column"), 0.03),
     "depth": Row("depth", "resnet", ("layer",), 0.1, depth=True),
 }
 
@@ -362,6 +362,9 @@ def run_unstructured(ctx: RunContext, prof: Profile, like: dict, seed: int) -> d
         checkpoint_dir=ctx.work("ssl", f"unstructured-s{seed}"),
     )
     model = model.cpu()
+    checkpoint.save_weights(
+        ctx.work("models") / f"unstructured-s{seed}", model, {"row": "unstructured"}
+    )
     dense_acc = evaluate(dense.cpu(), test)["accuracy"]
     acc = evaluate(model, test)["accuracy"]
     speed = csr_speedups(
