@@ -70,34 +70,41 @@ def emulate(
     out: dict[str, torch.Tensor] = {}
     for name in names:
         grads = [w[name].detach() for w in worker_grads]
-        if not all(bool(torch.isfinite(g).all()) for g in grads):
-            raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
         numel = grads[0].numel()
         if not config.enabled or numel < config.min_numel or name in config.exclude:
+            if not all(bool(torch.isfinite(g).all()) for g in grads):
+                raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
             acc = grads[0].to(torch.float32).clone()
             for g in grads[1:]:
                 acc += g
             out[name] = acc / workers
             continue
         local = [layer_scaler(g, config.clip_c) for g in grads]
+        if not bool(torch.isfinite(torch.stack(local)).all()):  # max and std propagate NaN/Inf
+            raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
         shared = torch.stack(local).max()
-        trits = []
+        trits, sigma, nonzero = [], None, 0
         for rank, g in enumerate(grads):
             gen = generator_for(g.device, stream_seed(config.seed, rank, step, name))
             s = shared if config.scaler_sharing else local[rank]
-            trits.append(ternarize(g.reshape(-1), scaler=s, generator=gen)[0])
+            t = ternarize(g.reshape(-1), scaler=s, generator=gen, check_finite=False)[0]
+            nonzero += int(torch.count_nonzero(t))
+            if config.wire == "allgather":
+                trits.append(t)
+            elif sigma is None:
+                sigma = t.to(torch.int16)  # |sigma| <= N <= 64: int16 is exact
+            else:
+                sigma += t
         if config.wire == "allgather":
             scalers = torch.stack(local) if not config.scaler_sharing else shared.expand(workers)
             mean = decode_allgather(trits, scalers, workers)
+        elif config.wire == "a2a-reternarize":
+            t = reternarize_sum(sigma, workers, config.seed, step, name)
+            mean = t.to(torch.float32) * shared
         else:
-            sigma = torch.stack(trits).to(torch.int64).sum(0)
-            if config.wire == "a2a-reternarize":
-                t = reternarize_sum(sigma, workers, config.seed, step, name)
-                mean = t.to(torch.float32) * shared
-            else:
-                mean = decode_sum(sigma, shared, workers)
+            mean = decode_sum(sigma, shared, workers)
         if stats is not None:
-            zeros = sum(float((t == 0).float().mean()) for t in trits) / workers
+            zeros = 1 - nonzero / (workers * numel)
             stats.setdefault("zero_fraction", {}).setdefault(name, []).append(zeros)
         out[name] = mean.view_as(grads[0])
     return out

@@ -190,6 +190,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
                 generator=generator_for(
                     flat.device, stream_seed(state.seed, rank, state.step, name)
                 ),
+                check_finite=False,  # the whole bucket was checked above
             )[0]
             for i, (name, off, k) in enumerate(tern)
         ]

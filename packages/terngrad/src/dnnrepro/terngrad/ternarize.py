@@ -71,13 +71,15 @@ def ternarize(
     scaler: torch.Tensor | float | None = None,
     clip_c: float | None = None,
     generator: torch.Generator | None = None,
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stochastically ternarize ``grad``; returns (trits int8 in {-1, 0, 1} of grad's shape, scaler).
 
     ``trits * scaler`` is the ternary gradient. Without ``scaler`` it is computed by
     :func:`layer_scaler` (max|g|, or clip_c * std(g)); a given ``scaler`` (e.g. the max over workers)
     overrides both. ``generator`` must live on grad's device; None uses torch's global generator.
-    Raises DataError for NaN/Inf in the gradient or a non-finite or negative scaler.
+    Raises DataError for NaN/Inf in the gradient or a non-finite or negative scaler
+    (``check_finite=False`` skips the full scan of a gradient whose caller already checked it).
     """
     if not torch.is_tensor(grad) or not grad.is_floating_point():
         raise ConfigError("ternarize: grad must be a floating-point tensor")
@@ -97,7 +99,8 @@ def ternarize(
     trits = torch.empty(g.numel(), dtype=torch.int8, device=g.device)
     if float(s) == 0.0:  # all-zero gradient: nothing to send
         return trits.zero_().view(grad.shape), s
-    if not bool(torch.isfinite(g).all()):
+    if check_finite and scaler is not None and not bool(torch.isfinite(g).all()):
+        # a computed scaler (max or std) is already NaN/Inf for such a gradient
         raise DataError("ternarize: the gradient holds NaN or Inf; nothing was encoded")
     chunk = min(CHUNK, g.numel())
     u = torch.empty(chunk, dtype=torch.float32, device=g.device)

@@ -111,6 +111,8 @@ def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
     from .models import build_model
 
     x, y = data.load(args["dataset"], "train", args.get("data_dir"))
+    if args.get("train_examples"):
+        x, y = x[: args["train_examples"]], y[: args["train_examples"]]
     xt, yt = data.load(args["dataset"], "test", args.get("data_dir"))
     torch.manual_seed(args["seed"])
     model = build_model(args["model"], x.shape[1:])
@@ -160,3 +162,8 @@ def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
         "digest": param_digest(model),
         "wire_total": dict(state.wire_stats["total"]) if state is not None else {},
     }
+
+
+def train_jobs_worker(rank: int, world: int, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run :func:`train_worker` for each job of ``args['jobs']`` in turn (one process start)."""
+    return [train_worker(rank, world, job) for job in args["jobs"]]

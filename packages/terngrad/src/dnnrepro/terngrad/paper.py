@@ -1,0 +1,722 @@
+"""TernGrad's claims as data, and the run that measures them at each profile.
+
+small (2 CPU cores): LeNet and a 784-300-100-10 MLP on mnist5k (3968 training images, so every
+total batch of 64 splits evenly), total batch 64, momentum 0.9, lr 0.01 with the authors' poly
+schedule (power 0.5), weight decay 5e-4 in the loss (so it is ternarized, as in the authors' code),
+every tensor ternarized (the LeNet script's quantize_logits and size_to_binarize 1). Emulated
+workers N in {2..64} and real gloo DDP processes for N in {2, 4}; 3 seeds. Accuracies are after
+one epoch (62 steps): far shorter than the paper's 10,000 iterations, so the comparisons are
+between arms trained identically, not against the paper's absolute accuracy.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+
+from dnnrepro.core import train
+from dnnrepro.core.paper import Paper, RunContext
+from dnnrepro.core.results import Claim, at_least, at_most, between, within
+
+from . import perfmodel
+from .emulate import EmulatorConfig, VirtualWorkers
+from .models import build_model
+from .packing import packed_trit_bytes
+from .ternarize import layer_scaler, ternarize
+from .wire import WIRES, collective_bytes, fp32_ring_bytes_per_element, network_bytes
+
+SCALE = "mnist5k (3968 images), 62 steps at total batch 64 vs 10,000 iterations on full MNIST"
+CLAIMS = [
+    Claim(
+        "lenet-matches-fp32",
+        "LeNet: TernGrad matches fp32 SGD for N = 2..64 workers at total batch 64",
+        "-0.22 .. +0.15",
+        "pp accuracy vs fp32",
+        "LeNet figure",
+        "secondary",
+        "worst (min over N in 2..64) TernGrad(c=2.5) minus fp32 test accuracy, pp, emulated workers",
+        at_least(-1.0),
+        scale_note=SCALE + ".",
+    ),
+    Claim(
+        "mlp-matches-fp32",
+        "A fully connected net (784-300-100-10): TernGrad matches fp32 SGD",
+        "no MLP in the paper (our FC-heavy check)",
+        "",
+        "extension",
+        "unverified",
+        "worst (min over N in {2, 8, 32}) TernGrad(c=2.5) minus fp32 test accuracy, pp",
+        at_least(-1.0),
+        scale_note=SCALE + ".",
+    ),
+    Claim(
+        "gloo-matches-fp32",
+        "Real gloo DDP with the hook (a2a, base3): TernGrad matches fp32 DDP on LeNet",
+        "-0.22 .. +0.15",
+        "pp accuracy vs fp32",
+        "LeNet figure",
+        "secondary",
+        "worst (min over N in {2, 4} processes) TernGrad minus fp32 DDP test accuracy, pp",
+        at_least(-1.0),
+        scale_note=SCALE + "; real processes on 2 cores.",
+    ),
+    Claim(
+        "gloo-ranks-identical",
+        "All ranks hold bit-identical parameters after training (each applies the same decoded mean)",
+        "parameter localization, Sec. 3",
+        "",
+        "verified",
+        "verified",
+        "fraction of gloo training runs (fp32 and TernGrad, N in {2, 4}) whose ranks' parameter sha256 agree",
+        at_least(1.0),
+    ),
+    Claim(
+        "noclip-loses-accuracy",
+        "Without gradient clipping TernGrad loses accuracy that clipping (c = 2.5) recovers",
+        "+2.98 (AlexNet 2 workers: 57.61 vs 54.63 top-1)",
+        "pp",
+        "Table 2",
+        "secondary",
+        "mean over N in {2, 8, 32} of TernGrad(c=2.5) minus TernGrad(no clip) accuracy on LeNet, pp",
+        at_least(0.5),
+        scale_note="LeNet/mnist5k instead of AlexNet/ImageNet; the brief expects the gap, if any, only on large models.",
+    ),
+    Claim(
+        "unbiased",
+        "Stochastic ternarization is unbiased: E[g~] = g",
+        "E[g~] = g",
+        "",
+        "Sec. 3 / poster",
+        "verified",
+        "observed ||mean of K draws - g||^2 over its expectation sum_k Var_k / K, real LeNet gradients (1 = unbiased)",
+        between(0.8, 1.25),
+    ),
+    Claim(
+        "second-moment",
+        "E||g~||^2 = ||g||_inf * ||g||_1 (the variance bound behind assumption A3)",
+        "E||g~||^2 = ||g||_inf ||g||_1",
+        "",
+        "Sec. 3 (derived)",
+        "verified",
+        "mean over draws of ||g~||^2 divided by ||g||_inf ||g||_1, real LeNet gradients",
+        within(1.0, 0.02),
+    ),
+    Claim(
+        "bound-ordering",
+        "||g||_2^2 <= ||g||_inf ||g||_1 (A3 is stronger than SGD's bound)",
+        "<= 1",
+        "ratio",
+        "poster, slides p.6",
+        "verified",
+        "max over layers and batches of ||g||^2 / (||g||_inf ||g||_1), real LeNet gradients",
+        at_most(1.0),
+    ),
+    Claim(
+        "aggregate-levels",
+        "With shared scalers the aggregate of N workers takes at most 2N+1 values",
+        "2N+1",
+        "levels",
+        "Eq. 4 (summary)",
+        "secondary",
+        "max over layers, steps and N of (distinct values of the emulated mean gradient) / (2N+1)",
+        at_most(1.0),
+    ),
+    Claim(
+        "fc-zeros",
+        "Most ternary gradient elements are zero with clipping",
+        "71.32% (AlexNet fc6)",
+        "zeros",
+        "Fig. 4c",
+        "unverified",
+        "fraction of zero trits in LeNet fc1 with c = 2.5 over the emulated runs (N = 2)",
+        between(0.6, 0.8),
+        scale_note="LeNet fc1 instead of AlexNet fc6.",
+    ),
+    Claim(
+        "upload-compression",
+        "Upload compression vs fp32 close to 32/log2(3)",
+        "20.18",
+        "x",
+        "Sec. 3",
+        "secondary",
+        "32 bits / bits per element of base3-packed trits of a LeNet gradient (431,080 elements)",
+        within(20.18, 0.5),
+    ),
+    Claim(
+        "bytes-a2a-n4",
+        "Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 4",
+        ">= 10 (issue target; 10.7x for 2-bit in the brief's table)",
+        "x fewer bytes",
+        "brief 1.9",
+        "secondary",
+        "fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 4 (formula checked against gloo counts)",
+        at_least(10.0),
+    ),
+    Claim(
+        "bytes-a2a-n32",
+        "Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 32",
+        ">= 7 (issue target; 7.1x for 2-bit in the brief's table)",
+        "x fewer bytes",
+        "brief 1.9",
+        "secondary",
+        "fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 32 (formula)",
+        at_least(7.0),
+    ),
+    Claim(
+        "bytes-formula-exact",
+        "The wire formula equals the bytes the hook hands to each collective",
+        "exact",
+        "bytes",
+        "our engine",
+        "verified",
+        "max |counted - formula| bytes over every wire, codec and collective, gloo N in {2, 4, 8}",
+        at_most(0.0),
+    ),
+    Claim(
+        "perf-speedup-grows-with-workers",
+        "Modelled TernGrad speedup grows with the number of GPUs (1..512)",
+        "qualitative",
+        "",
+        "Fig. 5, slides p.11",
+        "verified",
+        "fraction of GPU-count doublings (1..512, 3 nets x 2 clusters, a2a-base3) where the speedup does not fall",
+        at_least(0.9),
+        scale_note="our own performance model (the paper's formula is unpublished); assumed GPU rates.",
+    ),
+    Claim(
+        "perf-speedup-lower-bandwidth",
+        "Modelled speedup is larger on 1 Gb/s Ethernet than on 100 Gb/s InfiniBand",
+        "qualitative",
+        "",
+        "Fig. 5",
+        "verified",
+        "min over nets and N in 8..512 of speedup(Ethernet) / speedup(InfiniBand)",
+        at_least(1.0),
+        scale_note="our own performance model.",
+    ),
+    Claim(
+        "perf-speedup-fc-layers",
+        "Modelled speedup is larger for nets with more FC parameters: VGG-A > AlexNet > GoogLeNet",
+        "qualitative",
+        "",
+        "Fig. 5",
+        "verified",
+        "fraction of (cluster, N in 8..512) points where speedup VGG-A >= AlexNet >= GoogLeNet",
+        at_least(0.9),
+        scale_note="our own performance model.",
+    ),
+    Claim(
+        "perf-alexnet-8gpu-ethernet",
+        "AlexNet on 8 GPUs over Ethernet: modelled speedup",
+        "3.04",
+        "x",
+        "Fig. 5",
+        "unverified",
+        "modelled speedup, AlexNet, 8 GPUs, ethernet-1g, a2a-base3",
+        between(1.52, 6.08),
+        scale_note="within a factor 2 of the paper's number; our model's GPU rate is assumed.",
+    ),
+    Claim(
+        "cifarnet-table1",
+        "CifarNet/CIFAR-10, Adam 2e-4, total batch 128, 2 workers, 300K steps: TernGrad close to fp32",
+        "-0.92 (85.64 vs 86.56)",
+        "pp",
+        "Table 1",
+        "secondary",
+        "TernGrad minus fp32 test accuracy, pp, emulated 2 workers, the paper's hyper-parameters",
+        at_least(-1.5),
+        profiles=("paper",),
+    ),
+    Claim(
+        "alexnet-table2",
+        "AlexNet/ImageNet, 2/4/8 workers: TernGrad matches fp32 top-1",
+        "+0.28 / -0.04 / +0.92",
+        "pp top-1",
+        "Table 2",
+        "secondary",
+        "TernGrad minus fp32 top-1, pp",
+        at_least(-1.0),
+        profiles=("paper",),
+        scale_note="needs ImageNet and an AlexNet loader, which dnnrepro-core does not provide: not run.",
+    ),
+]
+
+# profile -> settings of the accuracy experiments
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "dataset": "mnist5k",
+        "train_examples": 640,
+        "steps": 3,
+        "lenet_n": (2, 4),
+        "noclip_n": (2,),
+        "mlp_n": (2,),
+        "gloo_n": (2,),
+        "bytes_n": (2,),
+    },
+    "small": {
+        "dataset": "mnist5k",
+        "train_examples": 3968,
+        "steps": 62,
+        "lenet_n": (2, 4, 8, 16, 32, 64),
+        "noclip_n": (2, 8, 32),
+        "mlp_n": (2, 8, 32),
+        "gloo_n": (2, 4),
+        "bytes_n": (2, 4, 8),
+    },
+    "paper": {
+        "dataset": "mnist",
+        "train_examples": None,
+        "steps": 10_000,
+        "lenet_n": (2, 4, 8, 16, 32, 64),
+        "noclip_n": (2, 8, 32),
+        "mlp_n": (2, 8, 32),
+        "gloo_n": (2, 4),
+        "bytes_n": (2, 4, 8),
+    },
+}
+LR, MOMENTUM, WD, BATCH = 0.01, 0.9, 5e-4, 64
+
+
+def _train_config(steps: int, n_examples: int, seed: int) -> train.TrainConfig:
+    per_epoch = n_examples // BATCH
+    return train.TrainConfig(
+        epochs=-(-steps // per_epoch),
+        batch_size=BATCH,
+        lr=LR,
+        momentum=MOMENTUM,
+        schedule="poly",
+        power=0.5,
+        seed=seed,
+        max_steps=steps,
+        progress=False,
+    )
+
+
+def _emulated_run(ctx: RunContext, p: dict, model_name: str, workers: int, arm: str, seed: int):
+    """Train one arm ("fp32", "terngrad", "noclip") with N virtual workers; returns metrics."""
+
+    def run() -> dict:
+        ctx.log(f"emulated {model_name} {arm} N={workers} seed {seed}")
+        x, y = ctx.load(p["dataset"], "train")
+        xt, yt = ctx.load(p["dataset"], "test")
+        if p["train_examples"]:
+            x, y = x[: p["train_examples"]], y[: p["train_examples"]]
+        x, y = x[: len(x) // BATCH * BATCH], y[: len(y) // BATCH * BATCH]
+        torch.manual_seed(seed)
+        model = build_model(model_name, x.shape[1:])
+        emu = EmulatorConfig(
+            clip_c=None if arm == "noclip" else 2.5, seed=seed, enabled=arm != "fp32"
+        )
+        vw = VirtualWorkers(model, workers, emu, weight_decay=WD)
+        result = train.fit(
+            model,
+            (x, y),
+            _train_config(p["steps"], len(x), seed),
+            test=(xt, yt),
+            loss_fn=vw.loss_fn,
+            grad_hooks=[vw.grad_hook],
+            checkpoint_dir=ctx.work("emulated", model_name, arm, f"n{workers}", f"seed{seed}"),
+        )
+        zeros = vw.stats.get("zero_fraction", {})
+        return {
+            "accuracy": result.final["test_accuracy"],
+            "zero_fraction": {k: statistics.fmean(v) for k, v in zeros.items()},
+            "seconds": result.seconds,
+        }
+
+    return ctx.stage(f"emulated-{model_name}-{arm}-n{workers}-seed{seed}", run)
+
+
+def _gloo_runs(ctx: RunContext, p: dict, workers: int) -> list[dict]:
+    """fp32 DDP and TernGrad DDP (a2a, base3) for every seed, in one launch of ``workers``."""
+    from .launch import launch
+    from .workers import train_jobs_worker
+
+    def run() -> list[dict]:
+        jobs = []
+        for seed in ctx.seeds:
+            for method in ("fp32", "terngrad"):
+                jobs.append(
+                    {
+                        "model": "lenet",
+                        "dataset": p["dataset"],
+                        "data_dir": str(ctx.data_dir) if ctx.data_dir else None,
+                        "train_examples": p["train_examples"] or None,
+                        "batch": BATCH,
+                        "epochs": 1,
+                        "max_steps": p["steps"],
+                        "lr": LR,
+                        "momentum": MOMENTUM,
+                        "schedule": "poly",
+                        "power": 0.5,
+                        "weight_decay": WD,
+                        "seed": seed,
+                        "method": method,
+                        "wire": "a2a",
+                        "codec": "base3",
+                        "clip_c": 2.5,
+                    }
+                )
+        ctx.datasets.add(p["dataset"])
+        per_rank = launch(train_jobs_worker, workers, {"jobs": jobs}, timeout_s=1800)
+        out = []
+        for j, job in enumerate(jobs):
+            ranks = [r[j] for r in per_rank]
+            out.append(
+                {
+                    "seed": job["seed"],
+                    "method": job["method"],
+                    "accuracy": ranks[0]["final"]["test_accuracy"],
+                    "identical": len({r["digest"] for r in ranks}) == 1,
+                    "wire_total": ranks[0]["wire_total"],
+                    "steps": ranks[0]["steps"],
+                    "seconds": ranks[0]["seconds"],
+                }
+            )
+        return out
+
+    return ctx.stage(f"gloo-n{workers}", run)
+
+
+def _gradient_identities(ctx: RunContext, p: dict, seed: int) -> dict:
+    """Unbiasedness, second moment and bound ordering on real LeNet gradients."""
+
+    def run() -> dict:
+        x, y = ctx.load(p["dataset"], "train")
+        torch.manual_seed(seed)
+        model = build_model("lenet", x.shape[1:])
+        gen = torch.Generator().manual_seed(seed)
+        draws = 40 if ctx.profile == "smoke" else 200
+        err, expected, moment, bound = 0.0, 0.0, [], []
+        for _ in range(2):
+            model.zero_grad()
+            idx = torch.randint(0, len(x), (BATCH,), generator=gen)
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            for _, prm in model.named_parameters():
+                g = prm.grad.detach().reshape(-1).double()
+                s = float(layer_scaler(prm.grad, None))
+                acc = torch.zeros_like(g)
+                sq = 0.0
+                for _ in range(draws):
+                    t, _ = ternarize(prm.grad, clip_c=None, generator=gen)
+                    est = t.reshape(-1).double() * s
+                    acc += est
+                    sq += float((est * est).sum())
+                err += float(((acc / draws - g) ** 2).sum())
+                expected += float((s * g.abs() - g * g).sum()) / draws
+                linf_l1 = s * float(g.abs().sum())
+                moment.append((sq / draws) / linf_l1)
+                bound.append(float((g * g).sum()) / linf_l1)
+        return {
+            "error_ratio": err / expected,
+            "moment_ratio": statistics.fmean(moment),
+            "bound_max": max(bound),
+            "draws": draws,
+        }
+
+    return ctx.stage(f"identities-seed{seed}", run)
+
+
+def _bytes_check(ctx: RunContext, workers: int) -> dict:
+    """Counted vs formula bytes per collective, every wire and codec, one gloo launch."""
+    from .launch import launch
+    from .workers import check_model, check_worker
+
+    def run() -> dict:
+        configs = {}
+        for wire in WIRES:
+            for codec in ("2bit", "base3"):
+                configs[f"{wire}/{codec}"] = {"wire": wire, "codec": codec}
+        configs["allgather/noshare"] = {"wire": "allgather", "scaler_sharing": False}
+        res = launch(check_worker, workers, {"configs": configs, "steps": 1}, timeout_s=600)
+        sizes = [p.numel() for p in check_model().parameters()]
+        worst = 0
+        for label, opt in configs.items():
+            formula = collective_bytes(
+                opt["wire"],
+                opt.get("codec", "2bit"),
+                sum(sizes),
+                workers,
+                len(sizes),
+                scaler_sharing=opt.get("scaler_sharing", True),
+            )
+            for r in res:
+                counted = r[label]["wire_steps"][0]
+                for key in set(formula) | set(counted):
+                    worst = max(worst, abs(formula.get(key, 0) - counted.get(key, 0)))
+        return {"max_abs_diff": worst, "configs": len(configs)}
+
+    return ctx.stage(f"bytes-n{workers}", run)
+
+
+def lenet_numel_layers() -> tuple[int, int]:
+    model = build_model("lenet", (1, 28, 28))
+    return sum(p.numel() for p in model.parameters()), len(list(model.parameters()))
+
+
+def bytes_per_element(wire: str, codec: str, workers: int) -> float | None:
+    """Bytes one rank sends per gradient element for a LeNet-sized bucket (None: not allowed)."""
+    numel, layers = lenet_numel_layers()
+    if wire == "fp32":
+        return fp32_ring_bytes_per_element(workers)
+    if wire == "int8" and workers > 127:
+        return None
+    return network_bytes(collective_bytes(wire, codec, numel, workers, layers), workers) / numel
+
+
+def run(ctx: RunContext) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = PROFILES[ctx.profile]
+    # ---- accuracy vs workers (emulated), LeNet and MLP
+    table: dict[str, dict] = {}
+    lenet_gap, mlp_gap, clip_gap, zeros, levels_ok = {}, {}, {}, [], []
+    for seed in ctx.seeds:
+        fp = {m: _emulated_run(ctx, p, m, 1, "fp32", seed)["accuracy"] for m in ("lenet", "mlp")}
+        row = table.setdefault(f"seed{seed}", {"fp32": fp})
+        tg, nc, ml = {}, {}, {}
+        for n in p["lenet_n"]:
+            r = _emulated_run(ctx, p, "lenet", n, "terngrad", seed)
+            tg[n] = r["accuracy"]
+            if n == 2:
+                zeros.append(r["zero_fraction"].get("fc1.weight", float("nan")))
+        for n in p["noclip_n"]:
+            nc[n] = _emulated_run(ctx, p, "lenet", n, "noclip", seed)["accuracy"]
+        for n in p["mlp_n"]:
+            ml[n] = _emulated_run(ctx, p, "mlp", n, "terngrad", seed)["accuracy"]
+        row.update(lenet_terngrad=tg, lenet_noclip=nc, mlp_terngrad=ml)
+        lenet_gap[seed] = min(100 * (a - fp["lenet"]) for a in tg.values())
+        mlp_gap[seed] = min(100 * (a - fp["mlp"]) for a in ml.values())
+        clip_gap[seed] = statistics.fmean(100 * (tg[n] - nc[n]) for n in nc if n in tg)
+        ctx.record("lenet-matches-fp32", lenet_gap[seed])
+        ctx.record("mlp-matches-fp32", mlp_gap[seed])
+        ctx.record("noclip-loses-accuracy", clip_gap[seed])
+    for z in zeros:
+        ctx.record("fc-zeros", z)
+    ctx.details["accuracy_emulated"] = table
+
+    # ---- aggregate levels on real gradients (emulated, one step, every N)
+    ctx.log("aggregate levels")
+    levels_ok = _levels_check(ctx, p)
+    ctx.record("aggregate-levels", levels_ok)
+
+    # ---- real gloo DDP
+    ctx.log(f"gloo DDP runs, N in {p['gloo_n']}")
+    gloo: dict[int, list[dict]] = {n: _gloo_runs(ctx, p, n) for n in p["gloo_n"]}
+    ctx.details["gloo"] = {str(n): v for n, v in gloo.items()}
+    identical = [r["identical"] for runs in gloo.values() for r in runs]
+    ctx.record("gloo-ranks-identical", sum(identical) / len(identical))
+    for seed in ctx.seeds:
+        gaps = []
+        for runs in gloo.values():
+            acc = {r["method"]: r["accuracy"] for r in runs if r["seed"] == seed}
+            gaps.append(100 * (acc["terngrad"] - acc["fp32"]))
+        ctx.record("gloo-matches-fp32", min(gaps))
+
+    # ---- gradient identities
+    ctx.log("gradient identities")
+    for seed in ctx.seeds:
+        ident = _gradient_identities(ctx, p, seed)
+        ctx.record("unbiased", ident["error_ratio"])
+        ctx.record("second-moment", ident["moment_ratio"])
+        ctx.record("bound-ordering", ident["bound_max"])
+
+    # ---- bytes on the wire
+    ctx.log(f"bytes per collective, gloo N in {p['bytes_n']}")
+    numel, _ = lenet_numel_layers()
+    ctx.record("upload-compression", 32 / (8 * packed_trit_bytes(numel, "base3") / numel))
+    worst = max(_bytes_check(ctx, n)["max_abs_diff"] for n in p["bytes_n"])
+    ctx.record("bytes-formula-exact", worst)
+    for n, cid in ((4, "bytes-a2a-n4"), (32, "bytes-a2a-n32")):
+        ctx.record(cid, fp32_ring_bytes_per_element(n) / bytes_per_element("a2a", "base3", n))
+    ns = [2, 4, 8, 16, 32, 64, 128, 256, 512]
+    curves = {"fp32 ring": [bytes_per_element("fp32", "", n) for n in ns]}
+    for wire in WIRES:
+        for codec in (
+            ("2bit", "base3") if wire in ("a2a", "allgather", "a2a-reternarize") else ("2bit",)
+        ):
+            label = wire if wire in ("int8", "fields") else f"{wire} {codec}"
+            curves[label] = [bytes_per_element(wire, codec, n) for n in ns]
+    ctx.details["bytes_per_element"] = {"workers": ns, "curves": curves}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, ys in curves.items():
+        ax.plot(ns, ys, marker="o", ms=3, label=label, lw=2.5 if label == "fp32 ring" else 1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("workers N")
+    ax.set_ylabel("bytes sent per gradient element per worker")
+    ax.set_title("LeNet bucket; formula = counted bytes (gloo, N = 2, 4, 8)")
+    ax.legend(fontsize=7, ncol=2)
+    ctx.figure("bytes_per_element", fig, ctx.details["bytes_per_element"])
+
+    # ---- accuracy figure
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, model, key, ns_ in (
+        (axes[0], "lenet", "lenet_terngrad", p["lenet_n"]),
+        (axes[1], "mlp", "mlp_terngrad", p["mlp_n"]),
+    ):
+        fp_mean = statistics.fmean(table[f"seed{s}"]["fp32"][model] for s in ctx.seeds)
+        ax.axhline(100 * fp_mean, color="k", ls="--", label="fp32 (any N)")
+        ys = [statistics.fmean(table[f"seed{s}"][key][n] for s in ctx.seeds) for n in ns_]
+        ax.plot(ns_, [100 * v for v in ys], marker="o", label="TernGrad c=2.5 (emulated)")
+        if model == "lenet":
+            ys = [
+                statistics.fmean(table[f"seed{s}"]["lenet_noclip"][n] for s in ctx.seeds)
+                for n in p["noclip_n"]
+            ]
+            ax.plot(p["noclip_n"], [100 * v for v in ys], marker="s", label="TernGrad no clip")
+            for n, runs in gloo.items():
+                for method, mk in (("fp32", "x"), ("terngrad", "^")):
+                    acc = statistics.fmean(r["accuracy"] for r in runs if r["method"] == method)
+                    ax.scatter(
+                        [n],
+                        [100 * acc],
+                        marker=mk,
+                        color="r",
+                        zorder=5,
+                        label=f"gloo {method}" if n == p["gloo_n"][0] else None,
+                    )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("workers N (total batch 64)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(
+            f"{model} on {p['dataset']}, {p['steps']} steps, mean of {len(ctx.seeds)} seeds"
+        )
+        ax.legend(fontsize=7)
+    ctx.figure("accuracy_vs_workers", fig, ctx.details["accuracy_emulated"])
+
+    _perfmodel_claims(ctx, plt)
+    _paper_only(ctx)
+
+
+def _levels_check(ctx: RunContext, p: dict) -> float:
+    from .emulate import emulate
+
+    def run() -> float:
+        x, y = ctx.load(p["dataset"], "train")
+        torch.manual_seed(0)
+        model = build_model("lenet", x.shape[1:])
+        worst = 0.0
+        for n in p["lenet_n"]:
+            per_worker = []
+            for i in range(n):
+                model.zero_grad()
+                sl = slice(i * BATCH // n, (i + 1) * BATCH // n)
+                torch.nn.functional.cross_entropy(model(x[sl]), y[sl]).backward()
+                per_worker.append({k: v.grad.clone() for k, v in model.named_parameters()})
+            mean = emulate(per_worker, EmulatorConfig(), step=0)
+            worst = max(worst, max(v.unique().numel() / (2 * n + 1) for v in mean.values()))
+        return worst
+
+    return ctx.stage("levels", run)
+
+
+def _perfmodel_claims(ctx: RunContext, plt) -> None:
+    data = perfmodel.sweep("a2a", "base3")
+    ctx.details["perfmodel"] = data
+    counts = perfmodel.GPU_COUNTS
+    holds, total = 0, 0
+    for rows in data.values():
+        for a, b in zip(rows, rows[1:], strict=False):
+            holds += b["speedup"] >= a["speedup"] - 1e-9
+            total += 1
+    ctx.record("perf-speedup-grows-with-workers", holds / total)
+    big = [i for i, n in enumerate(counts) if n >= 8]
+    ratios = [
+        data[f"{net}/ethernet-1g"][i]["speedup"] / data[f"{net}/infiniband-100g"][i]["speedup"]
+        for net in perfmodel.NETWORKS
+        for i in big
+    ]
+    ctx.record("perf-speedup-lower-bandwidth", min(ratios))
+    ordered = [
+        data[f"vgg-a/{cl}"][i]["speedup"]
+        >= data[f"alexnet/{cl}"][i]["speedup"]
+        >= data[f"googlenet/{cl}"][i]["speedup"]
+        for cl in perfmodel.CLUSTERS
+        for i in big
+    ]
+    ctx.record("perf-speedup-fc-layers", sum(ordered) / len(ordered))
+    ctx.record("perf-alexnet-8gpu-ethernet", perfmodel.speedup("alexnet", "ethernet-1g", 8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, cl in zip(axes, perfmodel.CLUSTERS, strict=True):
+        for net in perfmodel.NETWORKS:
+            rows = data[f"{net}/{cl}"]
+            line = ax.plot(
+                counts, [r["terngrad"] for r in rows], marker="o", ms=3, label=f"{net} TernGrad"
+            )
+            ax.plot(
+                counts,
+                [r["fp32"] for r in rows],
+                ls="--",
+                color=line[0].get_color(),
+                label=f"{net} fp32",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("GPUs")
+        ax.set_ylabel("images / s (modelled)")
+        ax.set_title(cl)
+        ax.legend(fontsize=7)
+    ctx.figure("perfmodel_throughput", fig, data)
+
+
+def _paper_only(ctx: RunContext) -> None:
+    if ctx.profile != "paper":
+        return
+    # CifarNet/CIFAR-10 (Table 1): Adam 2e-4, total batch 128, 2 workers, 300K steps, c = 2.5
+    xtr, ytr = ctx.load("cifar10", "train")
+    xte, yte = ctx.load("cifar10", "test")
+    for seed in ctx.seeds:
+        acc = {}
+        for arm in ("fp32", "terngrad"):
+            torch.manual_seed(seed)
+            model = build_model("cifarnet", xtr.shape[1:])
+            vw = VirtualWorkers(
+                model, 2, EmulatorConfig(seed=seed, enabled=arm != "fp32"), weight_decay=4e-3
+            )
+            config = train.TrainConfig(
+                epochs=-(-300_000 * 128 // len(xtr)),
+                batch_size=128,
+                lr=2e-4,
+                optimizer="adam",
+                seed=seed,
+                max_steps=300_000,
+                checkpoint_every=1000,
+                progress=False,
+            )
+            res = train.fit(
+                model,
+                (xtr, ytr),
+                config,
+                test=(xte, yte),
+                loss_fn=vw.loss_fn,
+                grad_hooks=[vw.grad_hook],
+                checkpoint_dir=ctx.work("cifarnet", arm, f"seed{seed}"),
+            )
+            acc[arm] = res.final["test_accuracy"]
+        ctx.record("cifarnet-table1", 100 * (acc["terngrad"] - acc["fp32"]))
+    ctx.note("alexnet-table2", "not run: dnnrepro-core has no ImageNet loader.")
+
+
+def _add_commands(sub) -> None:
+    from .cli import add_commands
+
+    add_commands(sub)
+
+
+PAPER = Paper(
+    name="terngrad",
+    title="TernGrad: Ternary Gradients to Reduce Communication in Distributed Deep Learning",
+    arxiv="1705.07878",
+    version="0.1.0",
+    claims=CLAIMS,
+    run=run,
+    default_seeds={"smoke": 1, "small": 3, "paper": 1},
+    add_commands=_add_commands,
+    source_module="dnnrepro.terngrad",
+)

@@ -1,0 +1,74 @@
+"""The emulator: levels, fp32 mode, NaN, the fit plug-in, the worker limit."""
+
+import pytest
+import torch
+
+from dnnrepro.core import train
+from dnnrepro.core.errors import ConfigError, DataError
+from dnnrepro.terngrad import EmulatorConfig, VirtualWorkers, emulate
+from dnnrepro.terngrad.workers import check_model
+
+
+def worker_grads(n, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        {"w": torch.randn(50, 20, generator=gen), "b": torch.randn(20, generator=gen)}
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 64])
+def test_shared_scaler_aggregate_has_at_most_2n_plus_1_levels(n):
+    grads = worker_grads(n)
+    mean = emulate(grads, EmulatorConfig(clip_c=None), step=0)
+    s = max(float(g["w"].abs().max()) for g in grads)
+    levels = mean["w"].unique()
+    assert levels.numel() <= 2 * n + 1
+    units = levels * n / s  # integer multiples of s / N
+    assert torch.allclose(units, units.round(), atol=1e-4)
+
+
+def test_fp32_mode_is_the_plain_mean_and_exclusions_travel_as_float():
+    grads = worker_grads(3)
+    plain = emulate(grads, EmulatorConfig(enabled=False), step=0)
+    torch.testing.assert_close(plain["w"], sum(g["w"] for g in grads) / 3)
+    mixed = emulate(grads, EmulatorConfig(min_numel=21, exclude=("w",)), step=0)
+    torch.testing.assert_close(mixed["b"], plain["b"])
+    torch.testing.assert_close(mixed["w"], plain["w"])
+
+
+def test_emulated_mean_is_unbiased_over_steps():
+    grads = worker_grads(4)
+    target = sum(g["b"] for g in grads) / 4
+    k = 1500
+    acc = sum(emulate(grads, EmulatorConfig(clip_c=None), step=t)["b"] for t in range(k)) / k
+    s = max(float(g["b"].abs().max()) for g in grads)
+    # per element the variance of the mean of 4 workers is at most s^2 / 4
+    assert float((acc - target).abs().max()) < 5 * s / 2 / k**0.5
+
+
+def test_nan_and_limits_are_clear_errors():
+    grads = worker_grads(2)
+    grads[1]["w"][0, 0] = float("nan")
+    with pytest.raises(DataError, match="NaN/Inf"):
+        emulate(grads, EmulatorConfig(), step=0)
+    with pytest.raises(ConfigError, match="1..64"):
+        emulate(worker_grads(1) * 65, EmulatorConfig(), step=0)
+    with pytest.raises(ConfigError, match="shared scaler"):
+        emulate(worker_grads(2), EmulatorConfig(wire="a2a", scaler_sharing=False), step=0)
+
+
+def test_virtual_workers_train_inside_fit():
+    torch.manual_seed(0)
+    model = check_model(0)
+    x = torch.randn(64, 16)
+    y = (x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()
+    vw = VirtualWorkers(model, 4, EmulatorConfig(seed=1), weight_decay=5e-4)
+    before = [p.detach().clone() for p in model.parameters()]
+    config = train.TrainConfig(epochs=3, batch_size=16, lr=0.05, progress=False)
+    result = train.fit(model, (x, y), config, loss_fn=vw.loss_fn, grad_hooks=[vw.grad_hook])
+    assert result.steps == 12
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert 0 < vw.stats["zero_fraction"]["fc1.weight"][0] < 1
+    with pytest.raises(ConfigError, match="divisible"):
+        vw.loss_fn(model, x[:6], y[:6])
