@@ -213,7 +213,8 @@ def run_seed(ctx: RunContext, setup: Setup, seed: int) -> dict:
             checkpoint_dir=ctx.work(*work, "prune"),
         )
         dense_conv = sum(r["params"] for r in out["report"]["dense_control"])
-        kept = sum(r["params"] for r in lowrank_report(pruned) if r["decomposed"]) - sum(
+        # every conv weight (dense or decomposed) minus the pruned zeros
+        kept = sum(r["params"] for r in lowrank_report(pruned)) - sum(
             int((pruned.get_submodule(k).weight == 0).sum()) for k in mask.masks
         )
         out["prune"] = {
