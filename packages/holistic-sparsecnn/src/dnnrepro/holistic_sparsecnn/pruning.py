@@ -177,6 +177,8 @@ def plan_layers(
     model: nn.Module, input_shape, machine: roofline.Machine, config: PruneConfig
 ) -> dict[str, LayerPlan]:
     """Step 1 of GSL: which layers to prune, with what strength, and their model bounds."""
+    if not any(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules()):
+        raise ConfigError("guided_prune: the model has no Conv2d or Linear layers to prune")
     sizes = conv_input_sizes(model, input_shape)
     plans: dict[str, LayerPlan] = {}
     for name, module in model.named_modules():
@@ -207,8 +209,6 @@ def plan_layers(
                 if not config.prune_fc:
                     plan.status, plan.strength, plan.reason = DENSE, 0.0, "fc pruning off"
             plans[name] = plan
-    if not plans:
-        raise ConfigError("guided_prune: the model has no Conv2d or Linear layers to prune")
     return plans
 
 

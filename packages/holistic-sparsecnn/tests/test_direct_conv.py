@@ -1,0 +1,100 @@
+"""The direct sparse conv equals F.conv2d on the dense weights, on many shapes."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dnnrepro.core.errors import ConfigError
+from dnnrepro.holistic_sparsecnn import direct_sparse_conv2d, reference_sparse_conv2d, to_csr
+
+
+def _sparse(shape, x, g):
+    w = torch.randn(shape, generator=g)
+    return w * (torch.rand(shape, generator=g) < x)
+
+
+CASES = [
+    # batch, c_in, c_out, h, w, kernel, stride, padding, dilation, density
+    (2, 3, 5, 9, 9, 3, 1, 1, 1, 0.3),
+    (1, 4, 6, 11, 13, 3, 2, 0, 2, 0.5),  # stride 2, dilation 2, batch 1, non-square
+    (3, 2, 4, 12, 12, 1, 1, 0, 1, 0.7),  # 1x1
+    (1, 3, 2, 31, 31, 11, 4, 2, 1, 0.2),  # 11x11 stride 4 (AlexNet conv1 pattern)
+    (2, 5, 3, 8, 7, (3, 1), (1, 2), (1, 0), (2, 1), 0.4),  # rectangular kernel / pairs
+    (2, 16, 24, 13, 13, 3, 1, 1, 1, 0.09),  # AlexNet conv3-like
+    (1, 8, 9, 6, 6, 5, 1, 2, 1, 1.0),  # fully dense
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_equals_conv2d(case, relu):
+    b, c, n, h, w, k, s, p, d, x = case
+    g = torch.Generator().manual_seed(hash(case) % 2**31)
+    kk = k if isinstance(k, tuple) else (k, k)
+    inp = torch.randn(b, c, h, w, generator=g)
+    weight = _sparse((n, c, *kk), x, g)
+    bias = torch.randn(n, generator=g)
+    ref = F.conv2d(inp, weight, bias, s, p, d)
+    if relu:
+        ref = ref.clamp(min=0)
+    csr = to_csr(weight, inp.shape, p, d)
+    out = direct_sparse_conv2d(inp, csr, bias, s, p, d, relu=relu)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    out2 = reference_sparse_conv2d(inp, csr, bias, s, p, d, relu=relu)
+    torch.testing.assert_close(out2, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_all_zero_weights_give_bias_and_empty_rows_work():
+    g = torch.Generator().manual_seed(1)
+    inp = torch.randn(2, 3, 7, 7, generator=g)
+    weight = torch.zeros(4, 3, 3, 3)
+    bias = torch.tensor([1.0, -2.0, 0.5, 0.0])
+    out = direct_sparse_conv2d(inp, to_csr(weight, inp.shape, 1), bias, padding=1)
+    torch.testing.assert_close(out, bias.view(1, 4, 1, 1).expand(2, 4, 7, 7))
+    weight[1, 2, 1, 1] = 3.0  # rows 0, 2, 3 empty, row 1 a single non-zero
+    out = direct_sparse_conv2d(inp, to_csr(weight, inp.shape, 1), None, padding=1)
+    torch.testing.assert_close(out, F.conv2d(inp, weight, None, 1, 1))
+
+
+def test_csr_is_rebound_to_other_input_sizes():
+    g = torch.Generator().manual_seed(2)
+    weight = _sparse((3, 2, 3, 3), 0.5, g)
+    csr = to_csr(weight, (2, 5, 5), padding=1)
+    inp = torch.randn(1, 2, 9, 6, generator=g)
+    out = direct_sparse_conv2d(inp, csr, None, 1, 1)
+    torch.testing.assert_close(out, F.conv2d(inp, weight, None, 1, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_dense_tensor_accepted_as_weight():
+    g = torch.Generator().manual_seed(3)
+    inp, weight = torch.randn(1, 2, 6, 6, generator=g), _sparse((2, 2, 3, 3), 0.5, g)
+    torch.testing.assert_close(
+        direct_sparse_conv2d(inp, weight), F.conv2d(inp, weight), rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: (torch.randn(1, 3, 5, 5).double(), torch.randn(2, 3, 3, 3)), "float32"),
+        (lambda: (torch.randn(1, 4, 5, 5), torch.randn(2, 3, 3, 3)), "channels"),
+        (lambda: (torch.randn(3, 5, 5), torch.randn(2, 3, 3, 3)), "4-D"),
+        (lambda: (torch.randn(1, 3, 2, 2), torch.randn(2, 3, 3, 3)), "does not fit"),
+    ],
+)
+def test_bad_inputs_raise_config_error(make, match):
+    inp, weight = make()
+    with pytest.raises(ConfigError, match=match):
+        direct_sparse_conv2d(inp, weight)
+
+
+def test_bad_bias_and_stride():
+    inp, weight = torch.randn(1, 3, 5, 5), torch.randn(2, 3, 3, 3)
+    with pytest.raises(ConfigError, match="bias"):
+        direct_sparse_conv2d(inp, weight, torch.zeros(3))
+    with pytest.raises(ConfigError, match="stride"):
+        direct_sparse_conv2d(inp, weight, stride=0)
+    with pytest.raises(ConfigError, match="CSRWeight"):
+        direct_sparse_conv2d(inp, np.zeros((2, 3, 3, 3)))
