@@ -145,3 +145,37 @@ def test_untraceable_model_and_bad_input_are_clear_errors():
         shrink(m, torch.rand(2, 5))
     with pytest.raises(ConfigError, match="tensor"):
         shrink(m, [1, 2])
+
+
+def test_generic_sequential_net_with_stride_padding_dilation_and_bn():
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 12, 3, padding=2, dilation=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(12 * 4 * 4, 6),
+    )
+    _random_bn(net)
+    with torch.no_grad():
+        net[0].weight[[1, 6]] = 0  # padded reader: removable only where relu(bn(bias)) == 0
+        net[0].bias[1] = -5.0  # bn then relu make this map a constant 0 only if bn maps it <= 0
+        net[3].weight[:, [2, 3]] = 0  # channels
+        net[3].weight[[0, 4]] = 0  # filters feeding the flatten
+        net[3].weight[:, 5, 0, 1] = 0  # a fibre
+    x = torch.rand(4, 3, 16, 16)
+    small = shrink(net, x[:2])
+    _assert_same(net, small, x)
+    assert count_params(small) < count_params(net)
+
+
+def test_lowered_conv_matches_conv_for_odd_geometry():
+    conv = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+    with torch.no_grad():
+        conv.weight.view(5, -1)[:, ::3] = 0
+    small = shrink(nn.Sequential(conv), torch.rand(1, 3, 9, 11))
+    assert isinstance(small[0], LoweredConv2d)
+    x = torch.rand(2, 3, 9, 11)
+    torch.testing.assert_close(small(x), conv(x), rtol=1e-4, atol=1e-5)

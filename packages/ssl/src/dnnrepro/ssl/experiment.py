@@ -98,21 +98,22 @@ PROFILES = {
         mlp_data="mnist5k",
         resnet_data="digits",
         resnet_depth=20,
-        ssl=TrainConfig(epochs=4, batch_size=64, lr=0.005, **_M),
-        finetune=TrainConfig(epochs=2, batch_size=64, lr=0.01, schedule="cosine", **_M),
+        ssl=TrainConfig(epochs=3, batch_size=64, lr=0.005, **_M),
+        finetune=TrainConfig(epochs=1, batch_size=64, lr=0.01, schedule="cosine", **_M),
         mlp_base=TrainConfig(
-            epochs=6, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="cosine", **_M
+            epochs=4, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="cosine", **_M
         ),
         mlp_hidden=(500, 300),
         resnet_base=TrainConfig(
-            epochs=10, batch_size=64, lr=0.1, weight_decay=1e-4, schedule="cosine", **_M
+            epochs=6, batch_size=64, lr=0.1, weight_decay=1e-4, schedule="cosine", **_M
         ),
         # depth: the authors keep the baseline's learning rate for SSL on ResNet-20
-        resnet_ssl=TrainConfig(epochs=5, batch_size=64, lr=0.1, weight_decay=1e-4, **_M),
+        resnet_ssl=TrainConfig(epochs=3, batch_size=64, lr=0.1, weight_decay=1e-4, **_M),
         resnet_finetune=TrainConfig(
-            epochs=2, batch_size=64, lr=0.01, weight_decay=1e-4, schedule="cosine", **_M
+            epochs=1, batch_size=64, lr=0.01, weight_decay=1e-4, schedule="cosine", **_M
         ),
         lenet_base=None,
+        bench_repeats=3,
     ),
     "paper": Profile(
         lenet_data="mnist",

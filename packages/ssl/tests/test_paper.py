@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dnnrepro.core.errors import DataError
+from dnnrepro.core.paper import reproduce
+from dnnrepro.core.results import NOT_RUN
+from dnnrepro.ssl.paper import CLAIMS, PAPER
+
+
+def test_claims_are_declared_once_with_rules():
+    ids = [c.id for c in CLAIMS]
+    assert len(ids) == len(set(ids))
+    assert any(c.profiles == ("paper",) for c in CLAIMS)
+    assert PAPER.default_seeds["small"] >= 3
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_runs_every_row(tmp_path):
+    doc = reproduce(
+        PAPER, "smoke", out_root=tmp_path / "out", work_root=tmp_path / "runs", quiet=True
+    )
+    assert {r["verdict"] for r in doc["claims"]} == {NOT_RUN}
+    rows = doc["details"]["rows"]
+    assert set(rows) == {"lenet2", "lenet3", "lenet4", "lenet5", "mlp_a", "mlp_b", "depth"}
+    for results in rows.values():
+        assert results[0]["max_output_gap"] < 1e-4
+    saved = json.loads((tmp_path / "out" / "_smoke" / "ssl" / "results.json").read_text())
+    assert saved["package"] == "ssl"
+    assert (tmp_path / "out" / "_smoke" / "ssl" / "error_vs_speedup.png").exists()
+
+
+def test_paper_profile_without_full_data_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError):
+        reproduce(
+            PAPER,
+            "paper",
+            out_root=tmp_path / "o",
+            work_root=tmp_path / "r",
+            data_dir=tmp_path / "empty",
+            quiet=True,
+        )
+
+
+def _cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "dnnrepro.core.cli", "ssl", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_train_shrink_report(tmp_path):
+    out = tmp_path / "mlp"
+    r = _cli(
+        "train",
+        "--model",
+        "mlp",
+        "--data",
+        "digits",
+        "--groups",
+        "row,column",
+        "--strength",
+        "0.05",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--base-epochs",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    r = _cli("shrink", str(out / "sparse"), "--out", str(out / "shrunk"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "max |shrunk - sparse|" in r.stdout
+    r = _cli("report", str(out / "shrunk"), cwd=tmp_path)
+    assert r.returncode == 0 and "layers.fc1" in r.stdout
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    r = _cli("shrink", str(tmp_path / "missing"), "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no such checkpoint" in r.stderr
+    r = _cli(
+        "train", "--model", "vgg", "--data", "digits", "--out", str(tmp_path / "v"), cwd=tmp_path
+    )
+    assert r.returncode == 2 and "--model must be" in r.stderr
