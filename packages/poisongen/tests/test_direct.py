@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dnnrepro.core.errors import ConfigError, DataError
-from dnnrepro.poisongen import DirectGradientAttack
+from dnnrepro.poisongen import DirectGradientAttack, TanhLeNet
 
 
 def test_exact_hypergradient_matches_central_differences(tiny64):
@@ -46,12 +46,29 @@ def test_faithful_costs_one_retraining_step_per_coordinate(tiny):
     assert attack.stats["rounds"] == rounds
 
 
-def test_vectorized_engine_equals_the_coordinate_loop(tiny64):
+@pytest.mark.parametrize("engine", ["vectorized", "linear-chain"])
+def test_fast_engines_equal_the_coordinate_loop(tiny64, engine):
     model, data = tiny64
     x, y = data[0][:2], data[1][:2]
-    fast = DirectGradientAttack(model, data, rounds=2, num_normal=5, chunk=5).poison(x, y)
-    slow = DirectGradientAttack(model, data, rounds=2, num_normal=5, engine="loop").poison(x, y)
-    torch.testing.assert_close(fast[0], slow[0])
+    loop = DirectGradientAttack(model, data, rounds=2, num_normal=5, engine="loop")
+    fast = DirectGradientAttack(model, data, rounds=2, num_normal=5, engine=engine, chunk=5)
+    probes = x[0].flatten().repeat(16, 1)
+    probes.diagonal().add_(0.01)
+    losses = fast._batched_losses(probes.view(16, 1, 4, 4), torch.tensor(3))
+    expected = [loop.loss_after_step(p.view(1, 4, 4), torch.tensor(3)) for p in probes]
+    torch.testing.assert_close(losses, torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(fast.poison(x, y)[0], loop.poison(x, y)[0])
+
+
+def test_engine_choice(tiny):
+    model, data = tiny
+    assert DirectGradientAttack(model, data).engine == "linear-chain"  # auto, an MLP
+    lenet = TanhLeNet(1, 4, 10)
+    assert DirectGradientAttack(lenet, data).engine == "vectorized"
+    with pytest.raises(ConfigError, match="linear-chain"):
+        DirectGradientAttack(lenet, data, engine="linear-chain")
+    with pytest.raises(ConfigError, match="engine"):
+        DirectGradientAttack(model, data, engine="gpu")
 
 
 def test_caller_model_and_data_are_untouched(tiny):

@@ -3,10 +3,12 @@
     python -m dnnrepro.poisongen.bench --out paper_results/poisongen [--threads 1] [--dataset mnist5k]
 
 Entries (seconds per poison, batch 1 unless said, same thread count, same process):
-- generative (one generator pass) vs direct faithful, vectorised finite differences;
-- generative vs direct faithful, the authors' coordinate-by-coordinate loop;
-- generative batched over 100 seeds (per poison) vs direct faithful, vectorised;
-- direct exact hypergradient vs direct faithful, vectorised;
+- generative (one generator pass) vs direct faithful with the fastest engine for the target
+  (linear-chain rank-one sweep for the MLP): the ratio the ``speedup`` claim uses;
+- the same against the generic vmap engine and the authors' coordinate-by-coordinate loop;
+- generative batched over 100 seeds (per poison) vs direct faithful;
+- generative with its reward rounds re-run for every poison (the authors' script) vs direct;
+- direct exact hypergradient vs direct faithful;
 - amortization: generator training (auto-encoder pretraining + reward rounds) and the number of
   poisons after which the generative method is ahead including that training.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dnnrepro.core import data as core_data
-from dnnrepro.core.bench import threads, time_callable, write_bench
+from dnnrepro.core.bench import Timing, threads, time_callable, write_bench
 from dnnrepro.core.errors import DnnreproError
 
 from .direct import DirectGradientAttack
@@ -42,9 +44,11 @@ def run(dataset: str, n_threads: int, work: Path, direct_repeats: int = 3) -> li
         t_gen = time_callable(lambda: gen.poison(seed_x, seed_y), warmup=10, repeats=500)
         batch = x[:100], y[:100]
         t_batch = time_callable(lambda: gen.poison(*batch), warmup=3, repeats=50)
-        vec = DirectGradientAttack(model, (x, y))
+        fast = DirectGradientAttack(model, (x, y))  # auto: linear-chain for the MLP
+        vec = DirectGradientAttack(model, (x, y), engine="vectorized")
         loop = DirectGradientAttack(model, (x, y), engine="loop")
         exact = DirectGradientAttack(model, (x, y), mode="exact")
+        t_fast = time_callable(lambda: fast.poison(seed_x, seed_y), warmup=1, repeats=10)
         t_vec = time_callable(lambda: vec.poison(seed_x, seed_y), warmup=1, repeats=direct_repeats)
         t_loop = time_callable(lambda: loop.poison(seed_x, seed_y), warmup=0, repeats=1)
         t_exact = time_callable(lambda: exact.poison(seed_x, seed_y), warmup=2, repeats=20)
@@ -63,13 +67,29 @@ def run(dataset: str, n_threads: int, work: Path, direct_repeats: int = 3) -> li
             "note": note,
         }
 
+    refit = Timing(
+        t_gen.median + gen.reward_seconds, t_gen.min, t_gen.max, 1, 0, t_gen.threads
+    )  # one measurement of the reward rounds plus the timed generator pass
     entries = [
-        ratio("generative vs direct-faithful (vectorised)", t_gen, t_vec, note="the claim's ratio"),
+        ratio(
+            f"generative vs direct-faithful ({fast.engine})",
+            t_gen,
+            t_fast,
+            note="the claim's ratio",
+        ),
+        ratio("generative vs direct-faithful (vmap vectorised)", t_gen, t_vec),
         ratio("generative vs direct-faithful (authors' coordinate loop)", t_gen, t_loop),
-        ratio("generative batched x100 vs direct-faithful (vectorised)", t_batch, t_vec, 100),
-        ratio("direct-exact vs direct-faithful (vectorised)", t_exact, t_vec),
+        ratio(f"generative batched x100 vs direct-faithful ({fast.engine})", t_batch, t_fast, 100),
+        ratio(
+            f"generative re-fit per poison (10 reward rounds) vs direct-faithful ({fast.engine})",
+            refit,
+            t_fast,
+            note="the authors' generative script updates G while it makes each poison",
+        ),
+        ratio(f"direct-exact vs direct-faithful ({fast.engine})", t_exact, t_fast),
+        ratio(f"direct-faithful {fast.engine} vs authors' loop", t_fast, t_loop),
     ]
-    t_direct, t_g = t_vec.median, t_gen.median
+    t_direct, t_g = t_fast.median, t_gen.median
     entries.append(
         {
             "name": "amortization of generator training",

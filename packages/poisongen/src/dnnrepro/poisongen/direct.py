@@ -6,9 +6,11 @@ where w1(x_p) = w0 - lr * grad_w CE(f(x_p; w0), y_p) is the victim's one SGD ste
 - ``mode="faithful"`` (the authors' protocol): each round estimates the sign of dL/dx_p coordinate by
   coordinate: x_p[k] += delta, one re-training step from w0, dir[k] = sign(L_k - L_prev), where
   L_prev is the normal loss after the previous round's step; then x_p <- clip(x_p + step * dir).
-  One round costs D re-training steps and D normal-loss evaluations (D = C*H*W). We evaluate the D
-  perturbed copies in vectorised chunks (``torch.func.vmap``); ``engine="loop"`` runs them one by
-  one as the authors did (same numbers, slower).
+  One round costs D re-training steps and D normal-loss evaluations (D = C*H*W). Engines (same
+  numbers, different speed): ``"loop"`` one coordinate at a time, as the authors did;
+  ``"vectorized"`` the D copies in chunks with ``torch.func.vmap`` (any model);
+  ``"linear-chain"`` rank-one updates for fully connected targets (see linear_chain.py);
+  ``"auto"`` (default) picks linear-chain when the target allows it, else vectorized.
 - ``mode="exact"`` (ours, the one-step case of back-gradient poisoning): the exact hypergradient
   dL/dx_p by autograd through the unrolled step (second derivatives, one double backward per round),
   then the same sign step and clip.
@@ -23,10 +25,11 @@ from torch.func import functional_call, grad, vmap
 from dnnrepro.core.errors import ConfigError
 
 from .base import PoisoningAttack
+from .linear_chain import chain_of, losses_after_steps
 from .retrain import Retraining, sgd_step, summed_loss
 
 MODES = ("faithful", "exact")
-ENGINES = ("vectorized", "loop")
+ENGINES = ("auto", "linear-chain", "vectorized", "loop")
 
 
 class DirectGradientAttack(PoisoningAttack):
@@ -48,7 +51,7 @@ class DirectGradientAttack(PoisoningAttack):
         num_normal: int = 10,
         retraining: Retraining | None = None,
         clip: tuple[float, float] = (0.0, 1.0),
-        engine: str = "vectorized",
+        engine: str = "auto",
         chunk: int = 256,
         seed: int = 0,
     ):
@@ -63,6 +66,14 @@ class DirectGradientAttack(PoisoningAttack):
         if not (isinstance(chunk, int) and chunk >= 1):
             raise ConfigError(f"chunk must be an integer >= 1, not {chunk!r}")
         super().__init__(model, clean_data, num_normal, retraining, clip, seed)
+        self.chain = chain_of(self.model)
+        if engine == "linear-chain" and self.chain is None:
+            raise ConfigError(
+                "engine='linear-chain' needs a target made of Linear layers and elementwise "
+                "activations (the core MLP or an nn.Sequential); use engine='vectorized'"
+            )
+        if engine == "auto":
+            engine = "linear-chain" if self.chain is not None else "vectorized"
         self.mode, self.engine = mode, engine
         self.delta, self.step, self.rounds, self.chunk = float(delta), float(step), rounds, chunk
         self.stats = {"retrain_steps": 0, "rounds": 0}
@@ -102,7 +113,14 @@ class DirectGradientAttack(PoisoningAttack):
 
         out = []
         for i in range(0, len(xs), self.chunk):
-            out.append(vmap(one)(xs[i : i + self.chunk]))
+            if self.engine == "linear-chain":
+                out.append(
+                    losses_after_steps(
+                        self.chain, params, rule.rate, xs[i : i + self.chunk], y, xn, yn
+                    )
+                )
+            else:
+                out.append(vmap(one)(xs[i : i + self.chunk]))
         self.stats["retrain_steps"] += len(xs)
         return torch.cat(out)
 
