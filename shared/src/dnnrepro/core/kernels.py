@@ -115,7 +115,9 @@ def compile_ptx(path: str | Path, arch: str = "sm_90", timeout: float = 120) -> 
 class KernelCase:
     """One GPU kernel under test, with everything the GPU check needs.
 
-    - ``make_inputs(size, device, generator) -> dict``: fresh random inputs for one size.
+    - ``make_inputs(size, device, generator) -> dict``: fresh random inputs for one size, drawn
+      with ``generator`` (a CPU ``torch.Generator``: the same draws on every machine) and then
+      moved to ``device``.
     - ``alloc_out(inputs) -> dict[str, Tensor]``: the output buffers the kernel writes into; the
       check poisons them (NaN, or 0x5A bytes for integer types) before every run.
     - ``run_kernel(inputs, out)``: launch the CuPy kernel.
