@@ -249,7 +249,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "mnist5k",
         "train_examples": 640,
         "steps": 3,
-        "lenet_n": (2, 4),
+        "lenet_n": (2,),
         "noclip_n": (2,),
         "mlp_n": (2,),
         "gloo_n": (2,),
@@ -329,14 +329,25 @@ def _emulated_run(ctx: RunContext, p: dict, model_name: str, workers: int, arm: 
     return ctx.stage(f"emulated-{model_name}-{arm}-n{workers}-seed{seed}", run)
 
 
-def _gloo_runs(ctx: RunContext, p: dict, workers: int) -> list[dict]:
-    """fp32 DDP and TernGrad DDP (a2a, base3) for every seed, in one launch of ``workers``."""
-    from .launch import launch
-    from .workers import train_jobs_worker
+def _bytes_configs() -> dict[str, dict]:
+    configs = {}
+    for wire in WIRES:
+        for codec in ("2bit", "base3"):
+            configs[f"{wire}/{codec}"] = {"wire": wire, "codec": codec}
+    configs["allgather/noshare"] = {"wire": "allgather", "scaler_sharing": False}
+    return configs
 
-    def run() -> list[dict]:
+
+def _gloo_runs(ctx: RunContext, p: dict, workers: int, train_jobs: bool) -> dict:
+    """One launch of ``workers`` gloo processes: fp32 and TernGrad DDP (a2a, base3) training for
+    every seed (when ``train_jobs``), then one step of every wire format whose byte counts are
+    compared with the formula. Returns {"train": [...], "bytes_max_abs_diff": int}."""
+    from .launch import launch
+    from .workers import check_model, gloo_worker
+
+    def run() -> dict:
         jobs = []
-        for seed in ctx.seeds:
+        for seed in ctx.seeds if train_jobs else []:
             for method in ("fp32", "terngrad"):
                 jobs.append(
                     {
@@ -359,12 +370,15 @@ def _gloo_runs(ctx: RunContext, p: dict, workers: int) -> list[dict]:
                         "clip_c": 2.5,
                     }
                 )
-        ctx.datasets.add(p["dataset"])
-        per_rank = launch(train_jobs_worker, workers, {"jobs": jobs}, timeout_s=1800)
-        out = []
+        if jobs:
+            ctx.datasets.add(p["dataset"])
+        configs = _bytes_configs()
+        args = {"jobs": jobs, "check": {"configs": configs, "steps": 1}}
+        per_rank = launch(gloo_worker, workers, args, timeout_s=1800)
+        runs = []
         for j, job in enumerate(jobs):
-            ranks = [r[j] for r in per_rank]
-            out.append(
+            ranks = [r["train"][j] for r in per_rank]
+            runs.append(
                 {
                     "seed": job["seed"],
                     "method": job["method"],
@@ -375,7 +389,22 @@ def _gloo_runs(ctx: RunContext, p: dict, workers: int) -> list[dict]:
                     "seconds": ranks[0]["seconds"],
                 }
             )
-        return out
+        sizes = [q.numel() for q in check_model().parameters()]
+        worst = 0
+        for label, opt in configs.items():
+            formula = collective_bytes(
+                opt["wire"],
+                opt.get("codec", "2bit"),
+                sum(sizes),
+                workers,
+                len(sizes),
+                scaler_sharing=opt.get("scaler_sharing", True),
+            )
+            for r in per_rank:
+                counted = r["check"][label]["wire_steps"][0]
+                for key in set(formula) | set(counted):
+                    worst = max(worst, abs(formula.get(key, 0) - counted.get(key, 0)))
+        return {"train": runs, "bytes_max_abs_diff": worst, "bytes_configs": len(configs)}
 
     return ctx.stage(f"gloo-n{workers}", run)
 
@@ -417,38 +446,6 @@ def _gradient_identities(ctx: RunContext, p: dict, seed: int) -> dict:
         }
 
     return ctx.stage(f"identities-seed{seed}", run)
-
-
-def _bytes_check(ctx: RunContext, workers: int) -> dict:
-    """Counted vs formula bytes per collective, every wire and codec, one gloo launch."""
-    from .launch import launch
-    from .workers import check_model, check_worker
-
-    def run() -> dict:
-        configs = {}
-        for wire in WIRES:
-            for codec in ("2bit", "base3"):
-                configs[f"{wire}/{codec}"] = {"wire": wire, "codec": codec}
-        configs["allgather/noshare"] = {"wire": "allgather", "scaler_sharing": False}
-        res = launch(check_worker, workers, {"configs": configs, "steps": 1}, timeout_s=600)
-        sizes = [p.numel() for p in check_model().parameters()]
-        worst = 0
-        for label, opt in configs.items():
-            formula = collective_bytes(
-                opt["wire"],
-                opt.get("codec", "2bit"),
-                sum(sizes),
-                workers,
-                len(sizes),
-                scaler_sharing=opt.get("scaler_sharing", True),
-            )
-            for r in res:
-                counted = r[label]["wire_steps"][0]
-                for key in set(formula) | set(counted):
-                    worst = max(worst, abs(formula.get(key, 0) - counted.get(key, 0)))
-        return {"max_abs_diff": worst, "configs": len(configs)}
-
-    return ctx.stage(f"bytes-n{workers}", run)
 
 
 def lenet_numel_layers() -> tuple[int, int]:
@@ -506,8 +503,9 @@ def run(ctx: RunContext) -> None:
     ctx.record("aggregate-levels", levels_ok)
 
     # ---- real gloo DDP
-    ctx.log(f"gloo DDP runs, N in {p['gloo_n']}")
-    gloo: dict[int, list[dict]] = {n: _gloo_runs(ctx, p, n) for n in p["gloo_n"]}
+    ctx.log(f"gloo DDP runs, N in {p['gloo_n']}; byte counts, N in {p['bytes_n']}")
+    launches = {n: _gloo_runs(ctx, p, n, n in p["gloo_n"]) for n in p["bytes_n"]}
+    gloo: dict[int, list[dict]] = {n: launches[n]["train"] for n in p["gloo_n"]}
     ctx.details["gloo"] = {str(n): v for n, v in gloo.items()}
     identical = [r["identical"] for runs in gloo.values() for r in runs]
     ctx.record("gloo-ranks-identical", sum(identical) / len(identical))
@@ -527,10 +525,9 @@ def run(ctx: RunContext) -> None:
         ctx.record("bound-ordering", ident["bound_max"])
 
     # ---- bytes on the wire
-    ctx.log(f"bytes per collective, gloo N in {p['bytes_n']}")
     numel, _ = lenet_numel_layers()
     ctx.record("upload-compression", 32 / (8 * packed_trit_bytes(numel, "base3") / numel))
-    worst = max(_bytes_check(ctx, n)["max_abs_diff"] for n in p["bytes_n"])
+    worst = max(launch["bytes_max_abs_diff"] for launch in launches.values())
     ctx.record("bytes-formula-exact", worst)
     for n, cid in ((4, "bytes-a2a-n4"), (32, "bytes-a2a-n32")):
         ctx.record(cid, fp32_ring_bytes_per_element(n) / bytes_per_element("a2a", "base3", n))

@@ -167,3 +167,12 @@ def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
 def train_jobs_worker(rank: int, world: int, args: dict[str, Any]) -> list[dict[str, Any]]:
     """Run :func:`train_worker` for each job of ``args['jobs']`` in turn (one process start)."""
     return [train_worker(rank, world, job) for job in args["jobs"]]
+
+
+def gloo_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
+    """One process start for the reproduction: training jobs, then the byte-count checks."""
+    out: dict[str, Any] = {
+        "train": train_jobs_worker(rank, world, args) if args.get("jobs") else []
+    }
+    out["check"] = check_worker(rank, world, args["check"]) if args.get("check") else {}
+    return out
