@@ -76,7 +76,11 @@ def test_caller_model_and_data_are_untouched(tiny):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x0, y0 = data[0].clone(), data[1].clone()
     for mode in ("faithful", "exact"):
-        DirectGradientAttack(model, data, mode=mode, rounds=1).poison(data[0][:2], data[1][:2])
+        attack = DirectGradientAttack(model, data, mode=mode, rounds=1)
+        pretrained = {k: v.clone() for k, v in attack.params.items()}
+        attack.poison(data[0][:2], data[1][:2])
+        # every pseudo-update starts from bit-identical pretrained weights
+        assert all(torch.equal(attack.params[k], v) for k, v in pretrained.items())
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     assert torch.equal(data[0], x0) and torch.equal(data[1], y0)
