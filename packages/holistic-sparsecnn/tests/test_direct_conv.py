@@ -98,3 +98,18 @@ def test_bad_bias_and_stride():
         direct_sparse_conv2d(inp, weight, stride=0)
     with pytest.raises(ConfigError, match="CSRWeight"):
         direct_sparse_conv2d(inp, np.zeros((2, 3, 3, 3)))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_parallel_and_serial_kernels_agree(monkeypatch, stride):
+    from dnnrepro.holistic_sparsecnn import cpu_kernel
+
+    g = torch.Generator().manual_seed(4)
+    inp = torch.randn(3, 6, 10, 10, generator=g)
+    weight = _sparse((20, 6, 3, 3), 0.3, g)
+    ref = F.conv2d(inp, weight, None, stride, 1)
+    for min_flops in (0.0, float("inf")):  # force the threaded, then the serial kernel
+        monkeypatch.setattr(cpu_kernel, "PARALLEL_MIN_FLOPS", min_flops)
+        torch.set_num_threads(2)
+        out = direct_sparse_conv2d(inp, to_csr(weight, inp.shape, 1), None, stride, 1)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
