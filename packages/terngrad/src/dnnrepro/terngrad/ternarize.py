@@ -57,11 +57,8 @@ def layer_scaler(grad: torch.Tensor, clip_c: float | None = None) -> torch.Tenso
         return g.abs().max().to(torch.float32)
     if not (clip_c > 0):
         raise ConfigError(f"clip_c must be > 0 or None (no clipping), not {clip_c!r}")
-    std = (
-        g.to(torch.float64).std(correction=0)
-        if g.numel() > 1
-        else g.new_zeros((), dtype=torch.float64)
-    )
+    # float32 like the authors' TF code; population std (mean subtracted, divided by n)
+    std = g.float().std(correction=0) if g.numel() > 1 else g.new_zeros((), dtype=torch.float32)
     return (clip_c * std).to(torch.float32)
 
 
