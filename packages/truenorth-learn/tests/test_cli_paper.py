@@ -66,3 +66,12 @@ def test_cli_train_then_deploy(tmp_path, capsys):
     )
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["cores_used"] == 4 and 0 <= res["accuracy"] <= 1
+
+
+def test_paper_profile_without_full_mnist_is_one_clear_error(tmp_path):
+    from dnnrepro.core.errors import DataError
+
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        reproduce(
+            PAPER, "paper", out_root=tmp_path, work_root=tmp_path, data_dir=tmp_path, quiet=True
+        )
