@@ -66,12 +66,33 @@ def test_reproduce_writes_results_and_memoizes_stages(tmp_path, data_dir, capsys
     assert (tmp_path / "out" / "fake" / "results.json").exists()
     assert "fake:size" in capsys.readouterr().out
     # a rerun reuses the stored stage results (as after a kill)
-    stage = tmp_path / "runs" / "fake" / "small" / "stages" / "measure-1.json"
+    (stage,) = (tmp_path / "runs" / "fake" / "small").glob("*/stages/measure-1.json")
     stored = json.loads(stage.read_text())
     stored["value"] = 999
     stage.write_text(json.dumps(stored))
     doc = paper.reproduce(FAKE, "small", None, tmp_path / "out", data_dir, tmp_path / "runs")
     assert doc["claims"][0]["values"] == [364.0, 999.0]
+
+
+def test_work_dir_is_keyed_by_code_fingerprint(tmp_path, data_dir, monkeypatch):
+    paper.reproduce(FAKE, "smoke", None, tmp_path / "out", data_dir, tmp_path / "runs", quiet=True)
+    monkeypatch.setattr(paper, "code_fingerprint", lambda *m: "f" * 64)
+    paper.reproduce(FAKE, "smoke", None, tmp_path / "out", data_dir, tmp_path / "runs", quiet=True)
+    folders = sorted(p.name for p in (tmp_path / "runs" / "fake" / "smoke").iterdir())
+    assert len(folders) == 2 and "f" * 16 in folders
+
+
+def test_list_reports_a_broken_package_and_goes_on(monkeypatch, capsys):
+    class Broken:
+        name = "broken"
+
+        def load(self):
+            raise ImportError("no module named zzz")
+
+    monkeypatch.setattr(cli, "discover", lambda: {"fake": _EP(), "broken": Broken()})
+    assert cli.main(["list"]) == 2
+    out = capsys.readouterr().out
+    assert "broken" in out and "BROKEN" in out and "fake" in out
 
 
 def test_smoke_results_never_overwrite_pinned_results(tmp_path, data_dir):

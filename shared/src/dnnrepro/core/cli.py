@@ -44,10 +44,16 @@ def _cmd_list(_args) -> int:
     if not papers:
         print("no paper packages installed (pip install -e packages/<name>)")
         return 0
+    broken = 0
     for name in sorted(papers):
-        paper = _load_paper(papers[name])
+        try:
+            paper = _load_paper(papers[name])
+        except DnnreproError as exc:  # report it and go on: one broken package hides no other
+            print(f"{name:20s} BROKEN   {exc}")
+            broken += 1
+            continue
         print(f"{name:20s} {paper.version:8s} {paper.title} (arXiv:{paper.arxiv})")
-    return 0
+    return EXIT_USAGE if broken else 0
 
 
 def _cmd_data(args) -> int:

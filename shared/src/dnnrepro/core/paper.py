@@ -145,6 +145,20 @@ def code_fingerprint(*modules: str) -> str:
     return h.hexdigest()
 
 
+def _source_paths(module: str) -> tuple[str, ...]:
+    """Repository-relative folders of the core's and the package's sources (for the dirty flag)."""
+    import importlib
+
+    paths = []
+    for name in ("dnnrepro.core", module):
+        try:
+            folder = Path(importlib.import_module(name).__file__).resolve().parent
+        except (ImportError, TypeError):
+            continue
+        paths.append(str(folder))
+    return tuple(paths)
+
+
 def reproduce(
     paper: Paper,
     profile: str = "small",
@@ -172,18 +186,20 @@ def reproduce(
     torch.set_num_threads(threads)
     out_dir = Path(out_root) / ("_smoke" if profile == "smoke" else "") / paper.name
     out_dir.mkdir(parents=True, exist_ok=True)
+    module = paper.source_module or f"dnnrepro.{paper.name}"
+    fingerprint = code_fingerprint("dnnrepro.core", module)
     ctx = RunContext(
         paper=paper,
         profile=profile,
         seeds=list(range(n_seeds)),
         out_dir=out_dir,
-        work_dir=Path(work_root) / paper.name / profile,
+        # keyed by the code's fingerprint: after a code change nothing (stage results, training
+        # checkpoints) is resumed from state the old code wrote
+        work_dir=Path(work_root) / paper.name / profile / fingerprint[:16],
         data_dir=data_dir,
         threads=threads,
         quiet=quiet,
-        fingerprint=code_fingerprint(
-            "dnnrepro.core", paper.source_module or f"dnnrepro.{paper.name}"
-        ),
+        fingerprint=fingerprint,
     )
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -197,7 +213,14 @@ def reproduce(
             versions[dist] = version(dist)
         except PackageNotFoundError:
             versions[dist] = "not installed"
-    prov = provenance(profile, ctx.seeds, _data.sha256s(sorted(ctx.datasets)), wall, versions)
+    prov = provenance(
+        profile,
+        ctx.seeds,
+        _data.sha256s(sorted(ctx.datasets)),
+        wall,
+        versions,
+        _source_paths(module),
+    )
     doc = build_results(
         paper.name,
         paper.title,

@@ -145,18 +145,24 @@ def provenance(
     data_sha256: dict[str, str],
     wall_seconds: float,
     packages: dict[str, str],
+    source_paths: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Where a result came from: commit, dirty flag, time, versions, hardware, data, wall time."""
+    """Where a result came from: commit, dirty flag, time, versions, hardware, data, wall time.
+
+    ``dirty`` says whether tracked files under ``source_paths`` (default: the whole repository)
+    differ from the commit: the code that made the result, not unrelated work in progress.
+    """
     import numpy
     import torch
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *source_paths)
     gpu = None
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
     return {
         "commit": _git("rev-parse", "HEAD") or "unknown",
         "dirty": bool(status) if status is not None else None,
+        "dirty_scope": list(source_paths) or ["."],
         "time_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "profile": profile,
         "seeds": seeds,
