@@ -191,3 +191,14 @@ def test_mismatched_data_is_a_config_error():
             (torch.rand(4, 4), torch.zeros(3, dtype=torch.long)),
             train.TrainConfig(),
         )
+
+
+def test_rerun_of_a_finished_run_returns_its_metrics(tmp_path):
+    x, y = torch.rand(16, 4), torch.randint(0, 2, (16,))
+    cfg = train.TrainConfig(epochs=2, batch_size=4, seed=0)
+    torch.manual_seed(0)
+    first = train.fit(models.MLP(4, (3,), 2), (x, y), cfg, test=(x, y), checkpoint_dir=tmp_path)
+    torch.manual_seed(0)
+    again = train.fit(models.MLP(4, (3,), 2), (x, y), cfg, test=(x, y), checkpoint_dir=tmp_path)
+    assert again.resumed_from_step == first.steps
+    assert again.final == first.final  # train_loss included, not NaN

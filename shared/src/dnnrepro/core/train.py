@@ -285,6 +285,7 @@ def fit(
 
     result = TrainResult()
     step, epoch, batch_in_epoch = 0, 0, 0
+    loss_value = float("nan")  # the last step's loss; restored on resume (a finished run too)
     stem = Path(checkpoint_dir) / "train" if checkpoint_dir is not None else None
     if stem is not None and checkpoint.exists(stem):
         tensors, meta = checkpoint.load(stem)
@@ -300,6 +301,8 @@ def fit(
         torch.set_rng_state(tensors["rng.torch"])
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         result.history = meta["history"]
+        last = meta.get("last_loss")
+        loss_value = float("nan") if last is None else float(last)
         result.resumed_from_step = step
         result.seconds = meta["seconds"]
     else:
@@ -319,6 +322,7 @@ def fit(
                 "batch_in_epoch": batch_in_epoch,
                 "history": result.history,
                 "optim": opt_meta,
+                "last_loss": loss_value if math.isfinite(loss_value) else None,
                 "seconds": elapsed(),
                 "config": _config_key(config),
             }
@@ -335,7 +339,6 @@ def fit(
     show = sys.stderr.isatty() if config.progress is None else config.progress
     bar = _Progress(show and rank == 0, total_steps, step)
     model.train()
-    loss_value = float("nan")
     try:
         while step < total_steps and epoch < config.epochs:
             order = _epoch_order(len(x_train), config.seed, epoch)[rank * per_rank :][:per_rank]
