@@ -55,3 +55,8 @@ def test_sha256_helpers(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert io.sha256_file(tmp_path / "f") == io.sha256_bytes(b"abc") == expected
+
+
+def test_non_finite_numbers_are_kept_as_strings(tmp_path):
+    io.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": "nan", "b": ["inf", 1.0]}

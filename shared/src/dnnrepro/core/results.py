@@ -184,9 +184,11 @@ def provenance(
 # --------------------------------------------------------------------------- writing
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | str | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):  # a non-finite number as stored in JSON ("nan", "inf")
+        return value
     if value == 0 or 1e-3 <= abs(value) < 1e5:
         return f"{value:.4g}"
     return f"{value:.3e}"
