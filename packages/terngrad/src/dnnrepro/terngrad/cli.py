@@ -42,6 +42,19 @@ def add_commands(sub) -> None:
     p.add_argument("--codec", default="base3", choices=CODECS)
     p.set_defaults(func=_perfmodel)
 
+    nb = sub.add_parser(
+        "netbench", help="measured step times on a slow network of namespaces (root, ip, tc)"
+    )
+    nb.add_argument("--out", default="paper_results/terngrad")
+    nb.add_argument("--workers", type=int, nargs="*", default=[2, 4])
+    nb.add_argument("--rates", type=float, nargs="*", default=[100.0, 1000.0], help="Mbit/s")
+    nb.add_argument("--models", nargs="*", default=["fc25m", "lenet"])
+    nb.add_argument("--wires", nargs="*", default=["int8", "fields", "a2a", "allgather"])
+    nb.add_argument("--steps", type=int, default=3)
+    nb.add_argument("--warmup", type=int, default=1)
+    nb.add_argument("--delay-ms", type=float, default=0.0)
+    nb.set_defaults(func=_netbench)
+
 
 def _train(args) -> int:
     from .launch import launch
@@ -115,3 +128,13 @@ def _perfmodel(args) -> int:
         )
         print(f"{n:>5} {fp:>12.0f} {tg:>15.0f} {tg / fp:>8.2f}")
     return 0
+
+
+def _netbench(args) -> int:
+    from .netbench import run_and_write
+    from .netns import check_privileges
+
+    check_privileges()
+    if any(n < 1 for n in args.workers) or any(r <= 0 for r in args.rates) or args.steps < 1:
+        raise ConfigError("--workers and --steps must be >= 1 and --rates > 0")
+    return run_and_write(args)

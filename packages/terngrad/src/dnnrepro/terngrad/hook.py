@@ -16,8 +16,9 @@ Per bucket and step, on every rank:
    than ``min_numel`` elements or named in ``exclude``) go through a float SUM allreduce;
 6. decode sigma * s / N per layer into a new bucket-shaped tensor (DDP expects the mean).
 
-``state.wire_stats`` holds the bytes this rank handed to each collective: ``total`` and the last
-``history`` steps. The hook runs its collectives synchronously (simple, and gloo callbacks cannot
+``state.wire_stats`` holds the bytes this rank handed to each collective: ``total``, the last
+``history`` steps, and ``buckets``: per bucket of the last step its (ternary elements, ternary
+tensors, float elements) and handed bytes, from which the formula can be checked exactly. The hook runs its collectives synchronously (simple, and gloo callbacks cannot
 issue further collectives); it therefore does not overlap communication with backward.
 """
 
@@ -78,6 +79,7 @@ class TernGradState:
     skipped_steps: int = 0
     names: dict[int, str] = field(default_factory=dict, repr=False)
     _step_counter: Counter = field(default_factory=Counter, repr=False)
+    _step_buckets: list = field(default_factory=list, repr=False)
     _skip_this_step: bool = False
 
     def __post_init__(self):
@@ -96,6 +98,7 @@ class TernGradState:
             self.bind(self.model)
         self.wire_stats: dict[str, Any] = {
             "total": {},
+            "buckets": [],
             "steps": collections.deque(maxlen=self.history),
         }
 
@@ -148,6 +151,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
     tern = [(name, off, k) for name, off, k in layout if state.is_ternarized(name, k)]
     floats = [(name, off, k) for name, off, k in layout if not state.is_ternarized(name, k)]
     counter = Counter()
+    shape = (sum(k for _, _, k in tern), len(tern), sum(k for _, _, k in floats))
 
     finite = bool(torch.isfinite(flat).all())
     local = [layer_scaler(flat[off : off + k], state.clip_c) for _, off, k in tern]
@@ -167,7 +171,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
             )
         state._skip_this_step = True
         out.zero_()
-        return _finish(state, bucket, out, counter)
+        return _finish(state, bucket, out, counter, shape)
     scalers = shared[:-1] if state.scaler_sharing else local_vec
 
     if floats:
@@ -180,7 +184,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
             out[off : off + k] = fbuf[pos : pos + k] / workers
             pos += k
     if not tern:
-        return _finish(state, bucket, out, counter)
+        return _finish(state, bucket, out, counter, shape)
 
     trits = torch.cat(
         [
@@ -236,7 +240,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
             out[off : off + k] = delivered[p : p + k].to(torch.float32) * scalers[i]
         else:
             out[off : off + k] = decode_sum(delivered[p : p + k], scalers[i], workers)
-    return _finish(state, bucket, out, counter)
+    return _finish(state, bucket, out, counter, shape)
 
 
 def decode_allgather(
@@ -249,12 +253,15 @@ def decode_allgather(
     return acc / workers
 
 
-def _finish(state: TernGradState, bucket, out: torch.Tensor, counter: Counter):
+def _finish(state: TernGradState, bucket, out: torch.Tensor, counter: Counter, shape=(0, 0, 0)):
+    state._step_buckets.append({"shape": list(shape), "handed": dict(counter.bytes)})
     for name, size in counter.bytes.items():
         state._step_counter.bytes[name] = state._step_counter.bytes.get(name, 0) + size
         state.wire_stats["total"][name] = state.wire_stats["total"].get(name, 0) + size
     if bucket.is_last():
         state.wire_stats["steps"].append(dict(state._step_counter.bytes))
+        state.wire_stats["buckets"] = state._step_buckets
+        state._step_buckets = []
         state._step_counter = Counter()
         state._skip_last = state._skip_this_step
         if state._skip_this_step:

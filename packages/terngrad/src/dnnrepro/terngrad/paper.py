@@ -222,6 +222,39 @@ CLAIMS = [
         scale_note="within a factor 2 of the paper's number; our model's GPU rate is assumed.",
     ),
     Claim(
+        "net-speedup-fc25m",
+        "Real slow network: TernGrad DDP steps faster than fp32 DDP on a communication-bound model",
+        ">= 3 (issue target; paper: up to 3.2x modelled)",
+        "x",
+        "issue 4 / Fig. 5",
+        "unverified",
+        "fp32 step time / TernGrad (a2a, base3) step time, 25.2M-parameter FC stack, 4 namespaces at 100 Mbit/s",
+        at_least(3.0),
+        scale_note="measured by `dnnrepro terngrad netbench` (net.json); not run when net.json is absent.",
+    ),
+    Claim(
+        "net-model-error",
+        "The performance model, fed with measured machine parameters, predicts the measured speedups",
+        "within 25% (issue target)",
+        "",
+        "issue 4",
+        "unverified",
+        "max over every netbench configuration of |predicted - measured speedup| / measured speedup",
+        at_most(0.25),
+        scale_note="from net.json; not run when it is absent.",
+    ),
+    Claim(
+        "net-bytes-exact",
+        "On the real network the bytes each rank hands to each collective equal the wire formula",
+        "exact",
+        "",
+        "issue 4",
+        "verified",
+        "fraction of netbench TernGrad runs whose per-bucket counted bytes equal collective_bytes",
+        at_least(1.0),
+        scale_note="from net.json; not run when it is absent.",
+    ),
+    Claim(
         "cifarnet-table1",
         "CifarNet/CIFAR-10, Adam 2e-4, total batch 128, 2 workers, 300K steps: TernGrad close to fp32",
         "-0.92 (85.64 vs 86.56)",
@@ -593,7 +626,31 @@ def run(ctx: RunContext) -> None:
     ctx.figure("accuracy_vs_workers", fig, ctx.details["accuracy_emulated"])
 
     _perfmodel_claims(ctx, plt)
+    _net_claims(ctx)
     _paper_only(ctx)
+
+
+def _net_claims(ctx: RunContext) -> None:
+    """Claims measured by ``dnnrepro terngrad netbench`` (needs root), read from its net.json."""
+    import json
+
+    path = ctx.out_dir / "net.json"
+    if ctx.profile == "smoke" or not path.exists():
+        return
+    doc = json.loads(path.read_text())
+    rows = [r for c in doc["configs"] for r in c["rows"]]
+    target = [
+        r for r in rows
+        if r["model"] == "fc25m" and r["workers"] == 4 and r["rate_mbit"] == 100 and r["method"] == "a2a"
+    ]  # fmt: skip
+    if target:
+        ctx.record("net-speedup-fc25m", target[0]["speedup"])
+    ctx.record("net-model-error", max(r["speedup_error"] for r in rows))
+    tern = [r for r in rows if r["method"] != "fp32"]
+    ctx.record("net-bytes-exact", sum(r["bytes_match_formula"] for r in tern) / len(tern))
+    ctx.details["net"] = {"source": "net.json", "configs": len(doc["configs"])}
+    if (ctx.out_dir / "net.png").exists() and "net.png" not in ctx.figures:
+        ctx.figures.append("net.png")
 
 
 def _levels_check(ctx: RunContext, p: dict) -> float:
