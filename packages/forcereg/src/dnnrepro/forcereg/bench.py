@@ -7,7 +7,9 @@
    dense), for several fractions, and at the ranks the last small-profile reproduction chose
    (read from paper_results/forcereg/results.json when present). Speedup = dense / decomposed
    median time, both measured in this run. Weights are random: speed depends on shapes only.
-2. ``force_overhead``: time of ``force`` for one layer of 256 filters x 2304 weights (a 256->256
+2. ``convnet_stack_breakdown``: each op of the dense conv stack timed alone; the share of conv2 +
+   conv3 (the decomposed layers) bounds the possible speedup (``amdahl_bound``).
+3. ``force_overhead``: time of ``force`` for one layer of 256 filters x 2304 weights (a 256->256
    3x3 conv), degradation and constant, as a share of one training step (forward, backward, SGD)
    of that layer on a batch of 64 maps of 14x14 (a ResNet-50 conv4-sized layer).
 """
@@ -80,6 +82,42 @@ def conv_stack_entries(
     return entries
 
 
+def stack_breakdown_entry(n_threads: int, repeats: int, batch_size: int = 256) -> dict:
+    """Where the dense ConvNet conv stack spends its time: each op timed alone (ms).
+
+    Only conv2 and conv3 are decomposed, so their share bounds any speedup (Amdahl's law).
+    """
+    torch.manual_seed(0)
+    m = ConvNet(1, 28, 10).eval()
+    x = torch.rand(batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    F = torch.nn.functional
+    with threads(n_threads) as n, torch.no_grad():
+        a = m.conv1(x)
+        b = F.relu(F.max_pool2d(a, 3, 2, ceil_mode=True))
+        c = F.relu(m.conv2(b))
+        d = F.avg_pool2d(c, 3, 2, ceil_mode=True)
+        e = F.relu(m.conv3(d))
+        ops = {
+            "conv1": lambda: m.conv1(x),
+            "maxpool1+relu": lambda: F.relu(F.max_pool2d(a, 3, 2, ceil_mode=True)),
+            "conv2": lambda: m.conv2(b),
+            "relu2+avgpool2": lambda: F.avg_pool2d(F.relu(c), 3, 2, ceil_mode=True),
+            "conv3": lambda: m.conv3(d),
+            "relu3+avgpool3": lambda: F.avg_pool2d(F.relu(e), 3, 2, ceil_mode=True),
+        }
+        ms = {k: 1e3 * time_callable(f, 1, repeats).median for k, f in ops.items()}
+    total = sum(ms.values())
+    return {
+        "name": "convnet_stack_breakdown",
+        "case": "dense, ops timed alone",
+        "batch": batch_size,
+        "threads": n,
+        "ms": ms,
+        "decomposable_share": (ms["conv2"] + ms["conv3"]) / total,
+        "amdahl_bound": total / (total - ms["conv2"] - ms["conv3"]),
+    }
+
+
 def force_overhead_entries(n_threads: int, repeats: int, step_batch: int = 64) -> list[dict]:
     torch.manual_seed(0)
     layer = nn.Conv2d(256, 256, 3, padding=1)
@@ -120,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     entries = conv_stack_entries(out, args.threads, args.repeats)
+    entries.append(stack_breakdown_entry(args.threads, args.repeats))
     entries += force_overhead_entries(args.threads, args.repeats)
     for e in entries:
-        value = e.get("speedup", e.get("share_of_step"))
+        value = e.get("speedup", e.get("share_of_step", e.get("amdahl_bound")))
         print(f"{e['name']:20s} {e['case']:42s} {value:.3f}")
     print(write_bench(out, "forcereg", entries))
     return 0
