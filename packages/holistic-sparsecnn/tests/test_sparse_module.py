@@ -55,3 +55,20 @@ def test_csr_bytes_counts():
     size = csr_bytes(model)
     assert size["nnz"] == 2 and size["dense_bytes"] == 4 * 44
     assert size["csr_bytes"] == 8 * 2 + 4 * 5 + 4 * 4
+
+
+def test_alexnet_small_shapes_and_sparsify():
+    from dnnrepro.holistic_sparsecnn import AlexNetSmall
+
+    torch.manual_seed(0)
+    model = AlexNetSmall().eval()
+    with torch.no_grad():
+        for conv in (model.conv3, model.conv4):
+            conv.weight.mul_(torch.rand_like(conv.weight) < 0.05)
+    machine = roofline.Machine(flops=1e11, bandwidth=2e10, alpha=3.0)
+    sparse = sparsify(model, (1, 28, 28), machine)
+    assert {r["layer"] for r in sparse.sparsified if r["swapped"]} == {"conv3", "conv4"}
+    x = torch.rand(2, 1, 28, 28)
+    out = sparse(x)
+    assert out.shape == (2, 10)
+    torch.testing.assert_close(out, model(x).detach(), rtol=1e-4, atol=1e-4)

@@ -33,6 +33,12 @@ class AlexNetSmall(nn.Module):
         self.conv5 = nn.Conv2d(c4, c5, 3, padding=1)
         self.fc6 = nn.Linear(c5 * 3 * 3, hidden)
         self.fc7 = nn.Linear(hidden, num_classes)
+        # He init: with torch's default init the signal fades through five ReLU convs and the
+        # net stays at chance for the first epochs (measured: loss 2.30 after 2 epochs).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # 14x14
