@@ -52,3 +52,10 @@ def test_bad_model_arguments_are_config_errors():
         models.build("vgg")
     with pytest.raises(ConfigError, match="6n\\+2"):
         models.ResNet(21)
+
+
+def test_layer_flops_counts_transposed_convolutions():
+    net = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 6, 3, stride=2))
+    flops = models.layer_flops(net, (4, 5, 5))
+    # every one of the 4*5*5 input elements meets a 3x3x6 kernel
+    assert flops["0"] == 4 * 5 * 5 * 3 * 3 * 6

@@ -230,10 +230,10 @@ def count_params(model: nn.Module) -> int:
 
 
 def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    """Multiply-accumulates per Conv2d/Linear layer for one input of shape (C, H, W).
+    """Multiply-accumulates per Conv2d/ConvTranspose2d/Linear layer for one input (C, H, W).
 
-    Counted as out_elements * (in_channels / groups) * kh * kw for convs and in * out for linear
-    layers: the dense cost, so zeros inside the weights are not subtracted.
+    Counted as out_elements * (in_channels / groups) * kh * kw for convs, in_elements *
+    (out_channels / groups) * kh * kw for transposed convs, and in * out for linear layers: the dense cost, so zeros inside the weights are not subtracted.
     """
     flops: dict[str, int] = {}
     hooks = []
@@ -245,6 +245,14 @@ def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
                 flops[name] = flops.get(name, 0) + out[0].numel() * k
 
             hooks.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.ConvTranspose2d):
+
+            def deconv_hook(m, inp, _out, name=name):
+                # each input element is scattered through a kh x kw x (out/groups) kernel
+                k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                flops[name] = flops.get(name, 0) + inp[0][0].numel() * k
+
+            hooks.append(module.register_forward_hook(deconv_hook))
         elif isinstance(module, nn.Linear):
 
             def fc_hook(m, _inp, _out, name=name):

@@ -182,7 +182,10 @@ def reproduce(
         raise ConfigError(f"--seeds must be an integer >= 1, not {seeds!r}")
     if threads is not None and threads < 1:
         raise ConfigError("--threads must be >= 1")
-    threads = threads or min(2, os.cpu_count() or 1)
+    if threads is None:
+        # OMP_NUM_THREADS, when set, is the user's word on threads (e.g. 1 on a loaded machine)
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() and int(env) >= 1 else min(2, os.cpu_count() or 1)
     torch.set_num_threads(threads)
     out_dir = Path(out_root) / ("_smoke" if profile == "smoke" else "") / paper.name
     out_dir.mkdir(parents=True, exist_ok=True)
