@@ -175,6 +175,8 @@ def provenance(
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        # 1-minute load average when the run ended: timings from a busy machine read differently
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "gpu": gpu,
         "data_sha256": data_sha256,
         "wall_seconds": round(wall_seconds, 1),
