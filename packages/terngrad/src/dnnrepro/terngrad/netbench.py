@@ -35,6 +35,7 @@ from dnnrepro.core.errors import ConfigError, DnnreproError
 from .wire import COLLECTIVE_KIND, EXACT_WIRES, collective_bytes, network_bytes
 
 NET_MODELS = ("fc25m", "lenet")
+SETTINGS = ("workers", "rates", "models", "wires", "steps", "warmup", "delay_ms")
 
 
 def build_net_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
@@ -298,6 +299,7 @@ def run_and_write(args) -> int:
     unknown = set(args.wires) - set(EXACT_WIRES)
     if unknown:
         raise ConfigError(f"unknown or inexact wires {sorted(unknown)}; choose from {EXACT_WIRES}")
+    settings = {k: v for k, v in vars(args).items() if k in SETTINGS}
     configs = []
     for n in args.workers:
         for rate in args.rates:
@@ -313,8 +315,9 @@ def run_and_write(args) -> int:
                     delay_ms=args.delay_ms,
                 )
             )
-    doc = {"configs": configs, "settings": vars(args)}
-    write_json(Path(args.out) / "net.json", doc)
+            # written after every configuration: an interrupted sweep keeps what it measured
+            write_json(Path(args.out) / "net.json", {"configs": configs, "settings": settings})
+    doc = {"configs": configs, "settings": settings}
     _figure(doc, Path(args.out))
     for c in configs:
         for r in c["rows"]:
