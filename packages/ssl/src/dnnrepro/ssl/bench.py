@@ -4,7 +4,7 @@ Measures, at batch 256 and 2 threads, in one process: each conv of the SSL LeNet
 against the dense baseline, as GEMM on the compacted lowered matrix and end to end (the shrunk layer
 module vs the original Conv2d); and each conv of the magnitude-pruned net at the same per-layer
 density, as CSR sparse x dense GEMM vs dense GEMM. Models come from the small-profile run's work
-folder (runs/ssl/small); when it is absent they are trained first (resumable, a few minutes).
+folder (runs/ssl/small/<fingerprint>/models, the newest); when absent they are trained first (resumable, a few minutes).
 Target from issue 5: geomean end-to-end conv speedup >= 3x with test error within 0.5 pp.
 """
 
@@ -36,14 +36,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    fingerprint = code_fingerprint("dnnrepro.core", "dnnrepro.ssl")
+    root = Path(args.work_dir) / "ssl" / "small"
+    # the small-profile run keeps its state under runs/ssl/small/<code fingerprint>; reuse the
+    # newest run's saved models when there is one, else train them under this code's folder
+    saved = sorted(
+        (p.parent.parent for p in root.glob("*/models/lenet3-s0.json")),
+        key=lambda p: p.stat().st_mtime,
+    )
     ctx = RunContext(
         paper=PAPER,
         profile="small",
         seeds=[0],
         out_dir=Path(args.out),
-        work_dir=Path(args.work_dir) / "ssl" / "small",
+        work_dir=saved[-1] if saved else root / fingerprint[:16],
         threads=args.threads,
-        fingerprint=code_fingerprint("dnnrepro.core", "dnnrepro.ssl"),
+        fingerprint=fingerprint,
     )
     prof = PROFILES["small"]
     stored = ctx.work("models")
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         like = ctx.stage("lenet3-s0", lambda: run_row(ctx, prof, ROWS["lenet3"], 0))
         ctx.stage("unstructured-s0", lambda: run_unstructured(ctx, prof, like, 0))
+    print(f"models from {stored}")
     small = load_shrunk(ctx.work("models") / "lenet3-s0")
     pruned = models.LeNet(1, 28, 10)
     checkpoint.load_weights(ctx.work("models") / "unstructured-s0", pruned)
