@@ -202,3 +202,16 @@ def test_rerun_of_a_finished_run_returns_its_metrics(tmp_path):
     again = train.fit(models.MLP(4, (3,), 2), (x, y), cfg, test=(x, y), checkpoint_dir=tmp_path)
     assert again.resumed_from_step == first.steps
     assert again.final == first.final  # train_loss included, not NaN
+
+
+def test_divergence_is_a_one_line_user_error():
+    from dnnrepro.core.errors import DnnreproError
+
+    cfg = train.TrainConfig(epochs=1, batch_size=4)
+    with pytest.raises(DnnreproError, match="lower lr"):
+        train.fit(
+            models.MLP(4, (3,), 2),
+            (torch.rand(8, 4), torch.zeros(8, dtype=torch.long)),
+            cfg,
+            penalties=[lambda m: torch.tensor(float("nan"))],
+        )

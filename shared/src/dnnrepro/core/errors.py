@@ -19,3 +19,7 @@ class DataError(DnnreproError):
 
 class IntegrityError(DnnreproError):
     """A checkpoint or results file does not match the hash recorded for it."""
+
+
+class TrainingDiverged(DnnreproError, FloatingPointError):
+    """The loss became NaN or infinite; the message says at which step and what to lower."""

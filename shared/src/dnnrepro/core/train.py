@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -355,7 +355,7 @@ def fit(
                 for penalty in penalties:
                     loss = loss + penalty(model)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise TrainingDiverged(
                         f"loss became {float(loss)} at step {step}; lower lr or the penalty strength"
                     )
                 loss.backward()
