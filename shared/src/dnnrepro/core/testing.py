@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .kernels import compile_ptx, cuda_available, kernel_files, nvcc_path
@@ -38,6 +40,10 @@ def check_kernels_compile(package: str, arch: str = "sm_90") -> list[str]:
     files = kernel_files(package)
     assert files, f"{package} ships no .cu files under kernels/"
     for path in files:
+        # nvcc finds the C++ standard headers, NVRTC (what CuPy compiles RawModules with) does
+        # not: `#include <cstdint>` passes here and fails on the GPU machine.
+        system = re.findall(r"^\s*#\s*include\s*<([^>]+)>", path.read_text(), re.M)
+        assert not system, f"{path.name}: NVRTC cannot include <{system[0]}>; use built-in types"
         ok, messages = compile_ptx(path, arch)
         assert ok, f"nvcc -ptx failed for {path.name}:\n{messages}"
     return [p.name for p in files]

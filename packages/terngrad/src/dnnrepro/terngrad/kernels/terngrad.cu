@@ -7,7 +7,6 @@
 // Codecs: per = 4 ("2bit": t+1 in 2 bits, element j of a byte at bits 2j) or per = 5 ("base3":
 // sum (t_j + 1) * 3^j). Padding digits beyond n are 0, as in packing.pack_trits.
 
-#include <cstdint>
 
 __device__ __forceinline__ unsigned long long splitmix64(unsigned long long z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
