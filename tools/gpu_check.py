@@ -25,6 +25,7 @@ import datetime as dt
 import importlib
 import json
 import math
+import os
 import platform
 import re
 import statistics
@@ -219,6 +220,18 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _provenance() -> tuple[str, bool | None]:
+    """(commit, dirty) of the tree under test. A copy without .git (a lent GPU machine gets the
+    working tree only) reads them from DNNREPRO_COMMIT / DNNREPRO_DIRTY, set by the caller."""
+    env_commit = os.environ.get("DNNREPRO_COMMIT", "")
+    if re.fullmatch(r"[0-9a-f]{40}", env_commit):
+        return env_commit, os.environ.get("DNNREPRO_DIRTY", "") not in ("", "0", "false")
+    commit = _git("rev-parse", "HEAD")
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        return "unknown", None
+    return commit, bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
 def _fmt(x, unit="") -> str:
     if x is None:
         return "—"
@@ -321,14 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         versions["cupy"] = cupy.__version__
     except Exception:
         versions["cupy"] = None
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty = _provenance()
     doc = {
         "gpu": gpu_name(),
         "ceilings": ceil,
         "rows": rows,
         "untested": untested,
-        "commit": _git("rev-parse", "HEAD") or "unknown",
-        "dirty": bool(status),
+        "commit": commit,
+        "dirty": dirty,
         "time_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": versions,
         "wall_seconds": time.perf_counter() - started,
