@@ -171,3 +171,20 @@ def _make_package_sessions(pkg: str) -> None:
 
 for _pkg in PACKAGES:
     _make_package_sessions(_pkg)
+
+
+if "terngrad" in PACKAGES:
+
+    @nox.session(name="bench-terngrad-net", python=PYTHON)
+    def bench_terngrad_net(session: nox.Session) -> None:
+        """TernGrad on a slow network of namespaces (needs root, ip and tc; issue 4)."""
+        _install(session, "shared", "packages/terngrad")
+        session.run(
+            "dnnrepro",
+            "terngrad",
+            "netbench",
+            "--out",
+            "paper_results/terngrad",
+            *session.posargs,
+            env=_env(session),
+        )
