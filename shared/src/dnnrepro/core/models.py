@@ -229,36 +229,22 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    """Multiply-accumulates per Conv2d/ConvTranspose2d/Linear layer for one input (C, H, W).
+def forward_probe(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    modules: dict[str, nn.Module],
+    record: Callable[[str, nn.Module, tuple, torch.Tensor], None],
+) -> None:
+    """Run one all-zero input of shape (C, H, W) (or (F,)) through ``model`` in eval mode, without
+    gradients, calling ``record(name, module, inputs, output)`` for every module of ``modules``
+    ({name: module}) as it runs. The model's training mode is restored and the hooks removed.
 
-    Counted as out_elements * (in_channels / groups) * kh * kw for convs, in_elements *
-    (out_channels / groups) * kh * kw for transposed convs, and in * out for linear layers: the dense cost, so zeros inside the weights are not subtracted.
+    The one place for "what shapes does each layer see" questions (FLOPs, input sizes).
     """
-    flops: dict[str, int] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-
-            def conv_hook(m, _inp, out, name=name):
-                k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-                flops[name] = flops.get(name, 0) + out[0].numel() * k
-
-            hooks.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.ConvTranspose2d):
-
-            def deconv_hook(m, inp, _out, name=name):
-                # each input element is scattered through a kh x kw x (out/groups) kernel
-                k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                flops[name] = flops.get(name, 0) + inp[0][0].numel() * k
-
-            hooks.append(module.register_forward_hook(deconv_hook))
-        elif isinstance(module, nn.Linear):
-
-            def fc_hook(m, _inp, _out, name=name):
-                flops[name] = flops.get(name, 0) + m.in_features * m.out_features
-
-            hooks.append(module.register_forward_hook(fc_hook))
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: record(name, mod, inp, out))
+        for name, m in modules.items()
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -269,4 +255,32 @@ def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
         model.train(was_training)
         for h in hooks:
             h.remove()
+
+
+def layer_flops(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """Multiply-accumulates per Conv2d/ConvTranspose2d/Linear layer for one input (C, H, W).
+
+    Counted as out_elements * (in_channels / groups) * kh * kw for convs, in_elements *
+    (out_channels / groups) * kh * kw for transposed convs (every input pixel scatters one
+    kernel), and in * out for linear layers: the dense cost, so zeros inside the weights are not
+    subtracted. A module run twice is counted twice.
+    """
+    flops: dict[str, int] = {}
+
+    def record(name, m, inp, out):
+        kh, kw = getattr(m, "kernel_size", (1, 1))
+        if isinstance(m, nn.ConvTranspose2d):
+            cost = inp[0][0].numel() * kh * kw * m.out_channels // m.groups
+        elif isinstance(m, nn.Conv2d):
+            cost = out[0].numel() * kh * kw * m.in_channels // m.groups
+        else:
+            cost = m.in_features * m.out_features
+        flops[name] = flops.get(name, 0) + cost
+
+    layers = {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+    }
+    forward_probe(model, input_shape, layers, record)
     return flops

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.models import layer_flops
 
 from .convm import ConvM
 
@@ -318,39 +319,7 @@ def macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of one forward pass for one input of shape (C, H, W).
 
     Counts Conv2d, ConvTranspose2d (input elements x C_out/groups x kh x kw: every input pixel
-    scatters one kernel) and Linear layers; pooling and ReLU are not counted.
+    scatters one kernel) and Linear layers; pooling and ReLU are not counted. The per-layer
+    counting is the core's ``layer_flops``.
     """
-    total = 0
-    hooks = []
-
-    def conv(m, _i, out):
-        nonlocal total
-        total += out[0].numel() * m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-
-    def deconv(m, inp, _o):
-        nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-        total += inp[0][0].numel() * k
-
-    def linear(m, _i, _o):
-        nonlocal total
-        total += m.in_features * m.out_features
-
-    for module in model.modules():
-        if isinstance(module, nn.ConvTranspose2d):
-            hooks.append(module.register_forward_hook(deconv))
-        elif isinstance(module, nn.Conv2d):
-            hooks.append(module.register_forward_hook(conv))
-        elif isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(linear))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros(1, *input_shape, dtype=p.dtype, device=p.device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return total
+    return sum(layer_flops(model, input_shape).values())

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.models import forward_probe
 
 from . import roofline
 from .csr import CSRWeight, to_csr
@@ -94,24 +95,13 @@ class SparseConv2d(nn.Module):
 def conv_input_sizes(model: nn.Module, input_shape) -> dict[str, tuple[int, int]]:
     """Spatial input size (H, W) of every Conv2d, found by one forward pass of zeros."""
     sizes: dict[str, tuple[int, int]] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-
-            def hook(_m, inp, _out, name=name):
-                sizes[name] = tuple(inp[0].shape[2:])
-
-            hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            param = next(model.parameters())
-            model(torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    forward_probe(
+        model,
+        input_shape,
+        convs,
+        lambda name, _m, inp, _out: sizes.update({name: tuple(inp[0].shape[2:])}),
+    )
     return sizes
 
 

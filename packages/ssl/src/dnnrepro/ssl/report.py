@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from dnnrepro.core.models import forward_probe
+
 from .modules import InputGather, LoweredConv2d
 
 
@@ -66,24 +68,13 @@ def _layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _positions(model: nn.Module, input_shape) -> dict[str, int]:
+    """Output positions (pixels, or 1 for a vector) each layer computes for one input."""
     counts: dict[str, int] = {}
-    hooks = []
-    for name, m in _layers(model).items():
 
-        def hook(_m, _inp, out, name=name):
-            counts[name] = int(out[0].numel() // out.shape[1]) if out.ndim > 2 else 1
+    def record(name, _m, _inp, out):
+        counts[name] = int(out[0].numel() // out.shape[1]) if out.ndim > 2 else 1
 
-        hooks.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p = next(model.parameters())
-            model(torch.zeros(1, *input_shape, dtype=p.dtype, device=p.device))
-    finally:
-        model.train(was)
-        for h in hooks:
-            h.remove()
+    forward_probe(model, input_shape, _layers(model), record)
     return counts
 
 
