@@ -3,6 +3,8 @@ re-training rule and the ART-style interface ``poison(x, y) -> (x_poison, y_pois
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -20,7 +22,7 @@ from .retrain import (
 )
 
 
-class PoisoningAttack:
+class PoisoningAttack(abc.ABC):
     """Base of the attacks: a white-box attacker against a victim that re-trains with SGD.
 
     Args:
@@ -75,6 +77,9 @@ class PoisoningAttack:
         """The label every poison gets: (y + 1) mod num_classes."""
         return flip_labels(y, self.num_classes)
 
+    @abc.abstractmethod
     def poison(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Poisoned copies of the seeds (x (N, C, H, W), y (N,)): returns (x_poison, y_poison)."""
-        raise NotImplementedError
+        """Poisoned copies of the seeds (x (N, C, H, W), y (N,)): returns (x_poison, y_poison).
+
+        Every attack (direct, generative) implements this; the base class only holds the
+        shared checks and the victim's re-training setup."""
