@@ -64,3 +64,12 @@ def test_package_shape_and_metadata(pkg):
     eps = project["entry-points"]["dnnrepro.papers"]
     assert eps == {pkg: f"dnnrepro.{module}.paper:PAPER"}
     assert (folder / "src" / "dnnrepro" / module / "__init__.py").exists()
+
+
+def test_package_readmes_carry_their_pinned_claims_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync", ROOT / "tools" / "sync_readme_claims.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    assert sync.main(["--check"]) == 0
