@@ -356,7 +356,7 @@ def fit(
                     loss = loss + penalty(model)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"loss became {float(loss)} at step {step}; lower lr or the penalty strength"
+                        f"loss became {float(loss.detach())} at step {step}; lower lr or the penalty strength"
                     )
                 loss.backward()
                 if config.weight_decay:
