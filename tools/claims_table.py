@@ -1,6 +1,10 @@
-"""Print every package's claims (paper vs ours, verdict) from paper_results/*/results.json.
+"""Print every package's claims (paper vs ours, interval, verdict) from the pinned results.
 
-Run at the end of `nox -s reproduce`; `--profile smoke` reads paper_results/_smoke/.
+    python tools/claims_table.py [--profile small] [--out paper_results]
+
+Reads ``<out>/<pkg>/<profile>/results.json`` (smoke: ``<out>/_smoke/<pkg>/smoke/``). Run at the
+end of `nox -s reproduce`. The totals count only claims of kind ``paper``; checks and
+by-construction values are totalled separately.
 """
 
 from __future__ import annotations
@@ -14,28 +18,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="small")
     parser.add_argument("--out", default=str(ROOT / "paper_results"))
     args, _ = parser.parse_known_args(argv)
     root = Path(args.out) / ("_smoke" if args.profile == "smoke" else "")
-    docs = [json.loads(p.read_text()) for p in sorted(root.glob("*/results.json"))]
+    docs = [json.loads(p.read_text()) for p in sorted(root.glob(f"*/{args.profile}/results.json"))]
     if not docs:
-        print(f"no results under {root}", file=sys.stderr)
+        print(f"no results under {root}/*/{args.profile}/", file=sys.stderr)
         return 1
     sys.path.insert(0, str(ROOT / "shared" / "src"))
-    from dnnrepro.core.results import NOT_RUN, REPRODUCED, claims_table
+    from dnnrepro.core.results import claims_table, summarize
 
-    total = tested = ok = 0
+    keys = ("reproduced", "not_reproduced", "inconclusive", "paper_tested", "paper_declared")
+    keys += ("checks_passed", "checks_tested")
+    total = dict.fromkeys(keys, 0)
     for doc in docs:
         print()
         print(claims_table(doc))
-        for row in doc["claims"]:
-            total += 1
-            if row["verdict"] != NOT_RUN:
-                tested += 1
-                ok += row["verdict"] == REPRODUCED
-    print(f"\n{ok} of {tested} tested claims reproduced ({total} declared) in {len(docs)} packages")
+        s = summarize(doc)
+        for k in keys:
+            total[k] += s[k]
+    print(
+        f"\nPaper claims at profile {args.profile}: {total['reproduced']} reproduced, "
+        f"{total['not_reproduced']} not reproduced, {total['inconclusive']} inconclusive of "
+        f"{total['paper_tested']} tested ({total['paper_declared']} declared) in {len(docs)} "
+        f"packages; checks passed {total['checks_passed']} of {total['checks_tested']}"
+    )
     return 0
 
 
