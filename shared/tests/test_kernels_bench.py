@@ -58,3 +58,5 @@ def test_write_bench(tmp_path):
     path = bench.write_bench(tmp_path, "demo", [{"name": "x", "speedup": 1.5}])
     doc = json.loads(path.read_text())
     assert doc["entries"][0]["speedup"] == 1.5 and "threads" in doc["provenance"]
+    assert doc["untimed"] == ["x"] and doc["machine_busy"] is False
+    assert "cpu" in doc["provenance"] and "cpu_flags" in doc["provenance"]

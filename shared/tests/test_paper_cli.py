@@ -17,7 +17,7 @@ def _run(ctx):
         value = ctx.stage(f"measure-{seed}", lambda seed=seed: len(x) + seed)
         ctx.record("size", value)
     ctx.note("size", "measured on the test split")
-    ctx.details["table"] = {"rows": 1}
+    ctx.detail("table", {"rows": 1})
 
 
 FAKE = paper.Paper(
@@ -27,14 +27,14 @@ FAKE = paper.Paper(
     version="0.0.1",
     claims=[
         results.Claim(
-            "size",
-            "the test split has 364 images",
-            "364",
-            "images",
-            "§1",
-            "verified",
-            "len(test)",
-            results.within(364, 0.5),
+            id="size",
+            statement="the test split has at least 300 images",
+            paper_value="364",
+            unit="images",
+            source="§1",
+            confidence="verified",
+            metric="len(test)",
+            rule=results.at_least(300),
         )
     ],
     run=_run,
@@ -63,10 +63,11 @@ def test_reproduce_writes_results_and_memoizes_stages(tmp_path, data_dir, capsys
     assert row["values"] == [364.0, 365.0] and row["verdict"] == "reproduced"
     assert doc["provenance"]["seeds"] == [0, 1]
     assert "digits-test.npz" in doc["provenance"]["data_sha256"]
-    assert (tmp_path / "out" / "fake" / "results.json").exists()
+    assert doc["details"]["table"] == {"rows": 1}
+    assert (tmp_path / "out" / "fake" / "small" / "results.json").exists()
     assert "fake:size" in capsys.readouterr().out
-    # a rerun reuses the stored stage results (as after a kill)
-    (stage,) = (tmp_path / "runs" / "fake" / "small").glob("*/stages/measure-1.json")
+    # a rerun reuses the stored stage results (as after a kill), found through run_folder
+    stage = paper.run_folder(FAKE, "small", tmp_path / "runs") / "stages" / "measure-1.json"
     stored = json.loads(stage.read_text())
     stored["value"] = 999
     stage.write_text(json.dumps(stored))
@@ -76,7 +77,7 @@ def test_reproduce_writes_results_and_memoizes_stages(tmp_path, data_dir, capsys
 
 def test_work_dir_is_keyed_by_code_fingerprint(tmp_path, data_dir, monkeypatch):
     paper.reproduce(FAKE, "smoke", None, tmp_path / "out", data_dir, tmp_path / "runs", quiet=True)
-    monkeypatch.setattr(paper, "code_fingerprint", lambda *m: "f" * 64)
+    monkeypatch.setattr(paper, "package_fingerprint", lambda p: "f" * 64)
     paper.reproduce(FAKE, "smoke", None, tmp_path / "out", data_dir, tmp_path / "runs", quiet=True)
     folders = sorted(p.name for p in (tmp_path / "runs" / "fake" / "smoke").iterdir())
     assert len(folders) == 2 and "f" * 16 in folders
@@ -97,7 +98,7 @@ def test_list_reports_a_broken_package_and_goes_on(monkeypatch, capsys):
 
 def test_smoke_results_never_overwrite_pinned_results(tmp_path, data_dir):
     paper.reproduce(FAKE, "smoke", None, tmp_path / "out", data_dir, tmp_path / "runs", quiet=True)
-    assert (tmp_path / "out" / "_smoke" / "fake" / "results.json").exists()
+    assert (tmp_path / "out" / "_smoke" / "fake" / "smoke" / "results.json").exists()
     assert not (tmp_path / "out" / "fake").exists()
 
 
@@ -126,7 +127,8 @@ def test_cli_list_and_reproduce(fake_cli, tmp_path, capsys):
         str(tmp_path / "w"),
     ]
     assert cli.main(args) == 0
-    assert json.loads((tmp_path / "o" / "fake" / "results.json").read_text())["package"] == "fake"
+    saved = json.loads((tmp_path / "o" / "fake" / "small" / "results.json").read_text())
+    assert saved["package"] == "fake"
 
 
 @pytest.mark.parametrize(
@@ -153,6 +155,7 @@ def test_cli_missing_full_data_is_one_line_and_exit_2(fake_cli, tmp_path, capsys
         ctx.load("mnist", "train")
 
     monkeypatch.setattr(FAKE, "run", needs_mnist)
+    (tmp_path / "empty").mkdir()
     code = cli.main(
         [
             "fake",
@@ -166,7 +169,7 @@ def test_cli_missing_full_data_is_one_line_and_exit_2(fake_cli, tmp_path, capsys
         ]
     )
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "train-images-idx3-ubyte.gz" in err and len(err.splitlines()) == 1
+    assert code == 2 and "train-images-idx3-ubyte" in err and len(err.splitlines()) == 1
 
 
 def test_cli_data_verify(fake_cli, capsys, data_dir):
