@@ -23,3 +23,34 @@ class IntegrityError(DnnreproError):
 
 class TrainingDiverged(DnnreproError, FloatingPointError):
     """The loss became NaN or infinite; the message says at which step and what to lower."""
+
+
+class RunLocked(DnnreproError):
+    """Another process holds the inter-process lock of a run's work folder."""
+
+
+_OS_HINTS = {
+    "EACCES": "check the folder's permissions or choose another folder",
+    "EPERM": "check the folder's permissions or choose another folder",
+    "EROFS": "the file system is read-only: choose a writable folder",
+    "ENOTDIR": "a file stands where a folder is needed: move it away or choose another path",
+    "EISDIR": "a folder stands where a file is needed: move it away or choose another path",
+    "EEXIST": "something already stands at that path: move it away or choose another path",
+    "ENOSPC": "the disk is full: free space and rerun (finished stages are kept)",
+    "EDQUOT": "the disk quota is exhausted: free space and rerun (finished stages are kept)",
+    "ENOENT": "check the path; a parent folder may be missing",
+    "ENAMETOOLONG": "choose a shorter path",
+}
+
+
+def describe_oserror(exc: OSError) -> str:
+    """One line for a filesystem fault: what failed, where, and what to do.
+
+    E.g. ``permission denied: /ro/out/results.json (check the folder's permissions ...)``.
+    """
+    import errno
+
+    what = (exc.strerror or str(exc) or type(exc).__name__).strip().lower()
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    hint = _OS_HINTS.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and rerun")
+    return f"{what}: {where} ({hint})" if where else f"{what} ({hint})"

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ConfigError, describe_oserror
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -74,6 +76,23 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; returns it as a Path.
+
+    Call it before any compute, so an unwritable ``--out`` or ``--work-dir`` is found at once.
+    Raises ConfigError naming ``what`` (e.g. "output folder (--out)") and the filesystem fault.
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not writable: {describe_oserror(exc)}") from exc
+    return path
 
 
 def sha256_bytes(data: bytes) -> str:

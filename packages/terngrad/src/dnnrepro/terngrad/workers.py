@@ -176,3 +176,25 @@ def gloo_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
     }
     out["check"] = check_worker(rank, world, args["check"]) if args.get("check") else {}
     return out
+
+
+def probe_worker(rank: int, world: int, args: dict[str, Any]) -> int:
+    """A worker for the launcher's fault tests: after a first barrier it writes its pid to
+    ``<args['ready_dir']>/rank<r>.pid`` (when given), then all-reduces a counter every 50 ms for
+    about ``args['seconds']`` (so a dead or stopped peer fails it). Returns the counter's sum."""
+    import pathlib
+    import time
+
+    dist.barrier()
+    if args.get("ready_dir"):
+        path = pathlib.Path(args["ready_dir"]) / f"rank{rank}.pid"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(os.getpid()))
+        tmp.rename(path)
+    total = torch.zeros(1)
+    for _ in range(max(1, round(args.get("seconds", 0.0) / 0.05))):  # same count on every rank
+        step = torch.ones(1)
+        dist.all_reduce(step)
+        total += step
+        time.sleep(0.05)
+    return int(total.item())
