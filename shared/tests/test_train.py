@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dnnrepro.core import checkpoint, data, models, train
-from dnnrepro.core.errors import ConfigError, IntegrityError
+from dnnrepro.core.errors import ConfigError, DataError, IntegrityError
 
 HERE = Path(__file__).parent
 
@@ -29,17 +29,63 @@ HERE = Path(__file__).parent
     ],
 )
 def test_out_of_range_config_fails_before_any_work(field, value, message):
-    cfg = train.TrainConfig(**{field: value})
+    cfg = train.TrainConfig(**{"epochs": 1, field: value})
     net = models.MLP(4, (3,), 2)
     called = []
+
+    class Record(train.Callback):
+        def on_train_start(self, model):
+            called.append(0)
+
     with pytest.raises(ConfigError, match=message):
         train.fit(
-            net,
-            (torch.rand(4, 4), torch.zeros(4, dtype=torch.long)),
-            cfg,
-            step_hooks=[lambda m, s: called.append(s)],
+            net, (torch.rand(4, 4), torch.zeros(4, dtype=torch.long)), cfg, callbacks=[Record()]
         )
     assert not called
+
+
+def test_train_config_is_keyword_only_with_exactly_one_length():
+    with pytest.raises(TypeError):
+        train.TrainConfig(10, 64)
+    with pytest.raises(ConfigError, match="exactly one of epochs= or steps="):
+        train.TrainConfig(lr=0.1)
+    with pytest.raises(ConfigError, match="exactly one of epochs= or steps="):
+        train.TrainConfig(epochs=2, steps=10)
+    with pytest.raises(ConfigError, match="steps must be"):
+        train.TrainConfig(steps=0).validate()
+    cfg = train.TrainConfig(epochs=2)
+    cfg.steps = 5  # mutated after construction: caught when fit validates
+    with pytest.raises(ConfigError, match="exactly one"):
+        train.fit(models.MLP(4, (3,), 2), (torch.rand(4, 4), torch.zeros(4).long()), cfg)
+
+
+def test_steps_runs_that_many_steps_and_spans_the_schedule():
+    x, y = torch.rand(40, 4), torch.randint(0, 2, (40,))
+    cfg = train.TrainConfig(steps=7, batch_size=16, lr=1.0, schedule="cosine", optimizer="sgd")
+    # 3 steps per epoch: 7 steps are 2 full epochs and 1 step of a third
+    res = train.fit(models.MLP(4, (3,), 2), (x, y), cfg)
+    assert res.steps == 7
+    assert [r["step"] for r in res.history] == [3, 6, 7]
+    assert cfg.lr_at(7, 3) == pytest.approx(0.0) and cfg.lr_at(0, 3) == 1.0
+    by_epochs = train.TrainConfig(epochs=2, batch_size=16)
+    assert train.fit(models.MLP(4, (3,), 2), (x, y), by_epochs).steps == 6
+    truncated = train.TrainConfig(steps=7, batch_size=16, max_steps=2)
+    assert train.fit(models.MLP(4, (3,), 2), (x, y), truncated).steps == 2
+    assert truncated.total_steps(3) == 7  # max_steps does not shorten the schedule
+
+
+def test_loss_fn_receives_the_step():
+    seen = []
+
+    def loss_fn(model, x, y, step):
+        seen.append(step)
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    cfg = train.TrainConfig(epochs=2, batch_size=4)
+    train.fit(
+        models.MLP(4, (3,), 2), (torch.rand(8, 4), torch.zeros(8).long()), cfg, loss_fn=loss_fn
+    )
+    assert seen == [0, 1, 2, 3]
 
 
 def test_schedules():
@@ -52,21 +98,22 @@ def test_schedules():
     assert k.lr_at(0, 10) == 1.0 and k.lr_at(5, 10) == pytest.approx(0.5)
 
 
-def test_hook_order_weight_decay_before_grad_hooks():
-    """grad hooks see loss gradient + weight decay; step hooks see updated weights."""
+def test_callback_order_weight_decay_before_after_backward():
+    """after_backward sees loss gradient + weight decay; after_step sees updated weights."""
     net = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         net.weight.fill_(2.0)
     seen = {}
 
-    def loss_fn(model, x, y):
+    def loss_fn(model, x, y, step):
         return (model(x) * 0).sum()  # zero loss gradient: only decay remains
 
-    def grad_hook(model, step):
-        seen["grad"] = float(model.weight.grad)
+    class Spy(train.Callback):
+        def after_backward(self, model, step):
+            seen["grad"] = float(model.weight.grad)
 
-    def step_hook(model, step):
-        seen["weight"] = float(model.weight.detach())
+        def after_step(self, model, step):
+            seen["weight"] = float(model.weight.detach())
 
     cfg = train.TrainConfig(epochs=1, batch_size=1, lr=0.1, optimizer="sgd", weight_decay=0.5)
     train.fit(
@@ -74,16 +121,23 @@ def test_hook_order_weight_decay_before_grad_hooks():
         (torch.ones(1, 1), torch.zeros(1, dtype=torch.long)),
         cfg,
         loss_fn=loss_fn,
-        grad_hooks=[grad_hook],
-        step_hooks=[step_hook],
+        callbacks=[Spy()],
     )
     assert seen["grad"] == pytest.approx(1.0)  # 0.5 * 2.0
     assert seen["weight"] == pytest.approx(2.0 - 0.1 * 1.0)
 
 
+class _GradSpy(train.Callback):
+    def __init__(self):
+        self.grads = []
+
+    def after_backward(self, model, step):
+        self.grads.append(model.weight.grad.detach().clone())
+
+
 def test_penalty_is_added_to_the_loss():
     net = torch.nn.Linear(2, 2)
-    grads = []
+    spy = _GradSpy()
     cfg = train.TrainConfig(epochs=1, batch_size=4, lr=1e-9, optimizer="sgd")
     x, y = torch.rand(4, 2), torch.zeros(4, dtype=torch.long)
     train.fit(
@@ -91,9 +145,96 @@ def test_penalty_is_added_to_the_loss():
         (x, y),
         cfg,
         penalties=[lambda m: 1e6 * m.weight.abs().sum()],
-        grad_hooks=[lambda m, s: grads.append(m.weight.grad.abs().min().item())],
+        callbacks=[spy],
     )
-    assert grads[0] > 1e5
+    assert spy.grads[0].abs().min() > 1e5
+
+
+def test_grad_fn_keeps_weight_decay_and_penalties():
+    """grad_fn replaces the data gradient; penalty and decay are still added on top of it."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    spy, losses = _GradSpy(), []
+
+    def grad_fn(model, x, y, step):
+        model.weight.grad = torch.full_like(model.weight, 3.0)  # a made-up data gradient
+        losses.append(step)
+        return torch.tensor(0.25)
+
+    cfg = train.TrainConfig(epochs=1, batch_size=1, lr=1e-3, optimizer="sgd", weight_decay=0.5)
+    res = train.fit(
+        net,
+        (torch.ones(1, 1), torch.zeros(1, dtype=torch.long)),
+        cfg,
+        grad_fn=grad_fn,
+        penalties=[lambda m: 0.1 * (m.weight**2).sum()],
+        callbacks=[spy],
+    )
+    # 3 (grad_fn) + 0.1 * 2 * w (penalty) + 0.5 * w (decay), w = 2
+    assert float(spy.grads[0]) == pytest.approx(3.0 + 0.4 + 1.0)
+    assert losses == [0]
+    assert res.final["train_loss"] == pytest.approx(0.25 + 0.4)  # data loss + penalty
+    with pytest.raises(ConfigError, match="not both"):
+        train.fit(
+            net,
+            (torch.ones(1, 1), torch.zeros(1).long()),
+            cfg,
+            grad_fn=grad_fn,
+            loss_fn=train.cross_entropy,
+        )
+
+
+def test_callback_without_state_methods_fails_when_fit_starts():
+    class NoState:
+        def after_step(self, model, step):
+            raise AssertionError("must not run")
+
+    with pytest.raises(ConfigError, match="state_dict"):
+        train.fit(
+            models.MLP(4, (3,), 2),
+            (torch.rand(4, 4), torch.zeros(4).long()),
+            train.TrainConfig(epochs=1),
+            callbacks=[NoState()],
+        )
+    with pytest.raises(ConfigError, match="state_dict"):
+        train.fit(
+            models.MLP(4, (3,), 2),
+            (torch.rand(4, 4), torch.zeros(4).long()),
+            train.TrainConfig(epochs=1),
+            callbacks=[lambda m, s: None],
+        )
+
+
+class _Counter(train.Callback):
+    def __init__(self):
+        self.count, self.total = 0, torch.zeros(2)
+
+    def after_step(self, model, step):
+        self.count += 1
+        self.total += 1
+
+    def state_dict(self):
+        return {"count": self.count, "total": self.total}
+
+    def load_state_dict(self, state):
+        self.count, self.total = state["count"], state["total"].clone()
+
+
+def test_callback_state_is_in_the_checkpoint_and_restored(tmp_path):
+    x, y = torch.rand(16, 4), torch.randint(0, 2, (16,))
+    cfg = train.TrainConfig(epochs=2, batch_size=4)
+    first = _Counter()
+    train.fit(models.MLP(4, (3,), 2), (x, y), cfg, checkpoint_dir=tmp_path, callbacks=[first])
+    sidecar = json.loads((tmp_path / "train.json").read_text())
+    assert sidecar["meta"]["callbacks"] == [{"count": 8}]
+    tensors, _ = checkpoint.load(tmp_path / "train")
+    assert torch.equal(tensors["callback.0.total"], torch.full((2,), 8.0))
+    again = _Counter()
+    train.fit(models.MLP(4, (3,), 2), (x, y), cfg, checkpoint_dir=tmp_path, callbacks=[again])
+    assert again.count == 8 and torch.equal(again.total, torch.full((2,), 8.0))
+    with pytest.raises(IntegrityError, match="callbacks"):
+        train.fit(models.MLP(4, (3,), 2), (x, y), cfg, checkpoint_dir=tmp_path)
 
 
 def test_training_is_deterministic_and_learns(data_dir):
@@ -140,7 +281,9 @@ def test_sigkill_then_restart_resumes_and_matches_uninterrupted_run(data_dir, tm
     ref, resumed = json.loads(ref_out.read_text()), json.loads(out.read_text())
     assert resumed["resumed_from_step"] >= 60
     assert resumed["final"] == ref["final"]
-    assert resumed["weights"] == ref["weights"]
+    assert resumed["weights"] == ref["weights"]  # every weight, bit for bit
+    assert resumed["calls"] == ref["calls"]  # the callback's counter came back from the checkpoint
+    assert resumed["masked_nonzero"] == ref["masked_nonzero"] == 0
 
 
 def test_corrupted_checkpoint_is_refused_and_kept(tmp_path):
@@ -184,13 +327,15 @@ def test_resume_with_another_config_is_refused(tmp_path):
         )
 
 
-def test_mismatched_data_is_a_config_error():
-    with pytest.raises(ConfigError, match="equal length"):
+def test_mismatched_data_is_a_data_error():
+    with pytest.raises(DataError, match="training data: images and labels"):
         train.fit(
             models.MLP(4, (3,), 2),
             (torch.rand(4, 4), torch.zeros(3, dtype=torch.long)),
-            train.TrainConfig(),
+            train.TrainConfig(epochs=1),
         )
+    with pytest.raises(DataError, match="must be a pair"):
+        train.check_pair(torch.rand(4, 4), "x")
 
 
 def test_rerun_of_a_finished_run_returns_its_metrics(tmp_path):

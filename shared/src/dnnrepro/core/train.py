@@ -1,20 +1,30 @@
-"""The one training loop: config, fit, evaluate, checkpoints and resume, DDP.
+"""The one training loop: config, fit, evaluate, checkpoints and resume, DDP, callbacks.
 
 Order of one optimizer step (the Caffe order the papers' code uses):
 
-1. forward, loss = loss_fn(model, x, y) + sum of penalties(model)
-2. backward (under DDP the gradient all-reduce, or a comm hook such as TernGrad, runs here)
-3. weight decay added to the gradients by this loop: g += weight_decay * w (an L2 term, identical to
-   torch's coupled weight_decay, but done here so that gradient hooks see it)
-4. grad hooks(model, step): e.g. force regularization, pruning masks on gradients
-5. optimizer step (sgd, momentum, adam; their own weight_decay is 0)
-6. step hooks(model, step): e.g. zeroing tiny weights, re-applying masks
+1. ``on_step_start(model, step)`` of each callback (the step's lr is already set)
+2. forward and backward of the data loss: ``loss_fn(model, x, y, step)``, or ``grad_fn(model, x,
+   y, step)`` when given, which computes the data gradient itself (e.g. N emulated workers) and
+   returns the detached loss; under DDP the gradient all-reduce, or a comm hook such as TernGrad,
+   runs inside this backward
+3. backward of the penalties (sum of ``penalty(model)``), accumulated into the same ``.grad``
+4. weight decay, the one place it is applied: ``g += weight_decay * w`` for every trained parameter
+   with a gradient (an L2 term, identical to torch's coupled weight_decay; the optimizers get 0)
+5. ``after_backward(model, step)`` of each callback: e.g. force regularization, pruning masks on
+   gradients; they see data + penalty + decay gradients
+6. optimizer step (sgd, momentum, adam)
+7. ``after_step(model, step)`` of each callback: e.g. zeroing tiny weights, re-applying masks
 
-Resume: with ``checkpoint_dir`` set, the loop saves model, optimizer, RNG state, progress and
-history every ``checkpoint_every`` steps and at each epoch end; a run killed at any point and
-restarted with the same arguments continues from the last checkpoint. Batch order is a function of
-(seed, epoch) only, and RNG state is restored, so a resumed run ends with the same metrics as an
-uninterrupted one.
+At an epoch end ``on_epoch_end(model, epoch, record)`` runs (it may add entries to the history
+record) before the checkpoint. ``on_train_start(model)`` runs once per call of fit, after a resume
+has restored the callbacks' state.
+
+Resume: with ``checkpoint_dir`` set, the loop saves model, optimizer, RNG state, progress, history
+and every callback's ``state_dict()`` (tensors in the safetensors file under
+``callback.<i>.<key>``, other values in the JSON sidecar) every ``checkpoint_every`` steps and at
+each epoch end; a run killed at any point and restarted with the same arguments continues from the
+last checkpoint. Batch order is a function of (seed, epoch) only, and RNG state is restored, so a
+resumed run ends with the same weights as an uninterrupted one.
 
 Under ``torchrun`` (torch.distributed initialized) the model is wrapped in
 DistributedDataParallel, each rank trains on its shard of every epoch's permutation with
@@ -39,27 +49,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint
-from .errors import ConfigError, TrainingDiverged
+from .errors import ConfigError, DataError, IntegrityError, TrainingDiverged
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
+GradFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
 Penalty = Callable[[nn.Module], torch.Tensor]
-Hook = Callable[[nn.Module, int], None]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "poly", "cosine")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    """Hyper-parameters of one training run; :meth:`validate` runs before any work.
+    """Hyper-parameters of one training run (keyword-only); :meth:`validate` runs before any work.
+
+    The length is ``epochs`` (passes over the training set) or ``steps`` (optimizer steps; the last
+    epoch may be partial): exactly one of them. ``max_steps`` only truncates a run (smoke runs):
+    the lr schedule still spans the full length.
 
     lr schedules are evaluated per optimizer step: ``step`` multiplies by ``gamma`` at each epoch in
     ``milestones``; ``poly`` is lr * (1 - t/T)^power; ``cosine`` is lr * (1 + cos(pi t/T)) / 2,
     with t the step and T the total number of steps.
     """
 
-    epochs: int = 10
+    epochs: int | None = None
+    steps: int | None = None
     batch_size: int = 64
     lr: float = 0.01
     optimizer: str = "momentum"
@@ -77,10 +92,26 @@ class TrainConfig:
     max_steps: int | None = None  # stop early after this many steps (smoke runs)
     progress: bool | None = None  # None: a progress bar only when stderr is a TTY
 
+    def __post_init__(self) -> None:
+        self._check_length()
+
+    def _check_length(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ConfigError(
+                "invalid training config: give exactly one of epochs= or steps= "
+                f"(got epochs={self.epochs!r}, steps={self.steps!r})"
+            )
+
     def validate(self) -> TrainConfig:
         """Raise ConfigError on the first out-of-range value; returns self."""
+        self._check_length()
+
+        def positive_int(v):
+            return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
+            (positive_int(self.epochs), "epochs must be an integer >= 1"),
+            (positive_int(self.steps), "steps must be an integer >= 1"),
             (
                 isinstance(self.batch_size, int) and self.batch_size >= 1,
                 "batch_size must be an integer >= 1",
@@ -110,9 +141,15 @@ class TrainConfig:
                 raise ConfigError(f"invalid training config: {message}")
         return self
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Length of the schedule in optimizer steps (``max_steps`` not applied)."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * steps_per_epoch
+
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based)."""
-        total = max(1, self.epochs * steps_per_epoch)
+        total = max(1, self.total_steps(steps_per_epoch))
         if self.schedule == "step":
             epoch = step // steps_per_epoch
             return self.lr * self.gamma ** sum(1 for m in self.milestones if epoch >= m)
@@ -121,6 +158,86 @@ class TrainConfig:
         if self.schedule == "cosine":
             return self.lr * (1 + math.cos(math.pi * min(step, total) / total)) / 2
         return self.lr
+
+
+class Callback:
+    """Base class of fit's callbacks: override the hooks you need (each default does nothing).
+
+    ``model`` is the unwrapped module (not the DDP wrapper); ``step`` is the 0-based optimizer
+    step. A stateful callback returns its state from :meth:`state_dict` as a flat dict whose values
+    are tensors or JSON values, and takes it back in :meth:`load_state_dict`: fit saves it in its
+    checkpoint and restores it on resume, before ``on_train_start``.
+    """
+
+    def on_train_start(self, model: nn.Module) -> None:
+        """Once per call of fit, before the first step (after a resume restored the state)."""
+
+    def on_step_start(self, model: nn.Module, step: int) -> None:
+        """Before the forward pass of ``step``."""
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        """After backward, penalties and weight decay; before the optimizer step."""
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """After the optimizer step."""
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, record: dict[str, float]) -> None:
+        """After epoch ``epoch`` (0-based) ends; ``record`` is its history entry (may be extended)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state to checkpoint: {key: tensor or JSON value}; stateless callbacks return {}."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+_HOOKS = ("on_train_start", "on_step_start", "after_backward", "after_step", "on_epoch_end")
+
+
+def _check_callbacks(callbacks: Sequence[Any]) -> list[Any]:
+    out = list(callbacks)
+    for i, cb in enumerate(out):
+        missing = [
+            m for m in ("state_dict", "load_state_dict") if not callable(getattr(cb, m, None))
+        ]
+        if missing:
+            raise ConfigError(
+                f"callback {i} ({type(cb).__name__}) has no {' or '.join(missing)}; subclass "
+                "dnnrepro.core.train.Callback (plain functions are not callbacks)"
+            )
+    return out
+
+
+def _callback_state(callbacks: list[Any]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors: dict[str, torch.Tensor] = {}
+    metas: list[dict] = []
+    for i, cb in enumerate(callbacks):
+        meta: dict[str, Any] = {}
+        for key, value in cb.state_dict().items():
+            if not isinstance(key, str):
+                raise ConfigError(f"callback {i} ({type(cb).__name__}): state keys must be str")
+            if torch.is_tensor(value):
+                tensors[f"callback.{i}.{key}"] = value
+            else:
+                meta[key] = value
+        metas.append(meta)
+    return tensors, metas
+
+
+def _restore_callbacks(callbacks: list[Any], tensors: dict, metas: list[dict], stem: Path) -> None:
+    if len(metas) != len(callbacks):
+        raise IntegrityError(
+            f"{stem}.json holds the state of {len(metas)} callbacks, this run has "
+            f"{len(callbacks)}; rerun with the same callbacks or delete the checkpoint folder"
+        )
+    states: list[dict[str, Any]] = [dict(m) for m in metas]
+    for name, value in tensors.items():
+        if name.startswith("callback."):
+            _, idx, key = name.split(".", 2)
+            states[int(idx)][key] = value
+    for cb, state in zip(callbacks, states, strict=True):
+        cb.load_state_dict(state)
 
 
 @dataclass
@@ -145,17 +262,21 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _check_data(data: Batch, what: str) -> Batch:
+def check_pair(data: Any, what: str) -> Batch:
+    """Unpack ``data`` = (images, labels); DataError naming ``what`` unless it is a pair of
+    non-empty tensors of equal length (first dimension)."""
     if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise ConfigError(f"{what} must be a tuple (images, labels)")
+        raise DataError(f"{what} must be a pair (images, labels)")
     x, y = data
     if not (torch.is_tensor(x) and torch.is_tensor(y)) or len(x) != len(y) or len(x) == 0:
-        raise ConfigError(f"{what}: images and labels must be non-empty tensors of equal length")
+        raise DataError(f"{what}: images and labels must be non-empty tensors of equal length")
     return x, y
 
 
-def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The default loss: mean softmax cross-entropy of model(x) against labels y."""
+def cross_entropy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int = 0
+) -> torch.Tensor:
+    """The default loss: mean softmax cross-entropy of model(x) against labels y (step unused)."""
     return F.cross_entropy(model(x), y)
 
 
@@ -167,7 +288,7 @@ def evaluate(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Mean cross-entropy loss and accuracy (fraction in [0, 1]) of ``model`` on ``data``."""
-    x, y = _check_data(data, "evaluation data")
+    x, y = check_pair(data, "evaluation data")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -241,27 +362,35 @@ def fit(
     config: TrainConfig,
     *,
     test: Batch | None = None,
-    loss_fn: LossFn = cross_entropy,
+    loss_fn: LossFn | None = None,
     penalties: Sequence[Penalty] = (),
-    grad_hooks: Sequence[Hook] = (),
-    step_hooks: Sequence[Hook] = (),
+    callbacks: Sequence[Callback] = (),
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     comm_hook: tuple[Any, Callable] | None = None,
     params: Sequence[nn.Parameter] | None = None,
+    grad_fn: GradFn | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train`` = (images, labels) with ``config``; returns a TrainResult.
 
-    ``penalties`` are added to the loss; ``grad_hooks`` run after backward and weight decay, before
-    the optimizer step; ``step_hooks`` after it (see the module doc for the order). ``transform``
-    maps an input batch before the forward pass (normalization). ``params`` limits training to a
-    subset (default: all parameters that require grad). ``comm_hook=(state, hook)`` is registered
-    on the DDP model when torch.distributed is initialized.
+    ``loss_fn(model, x, y, step) -> scalar`` is the data loss (default: cross-entropy).
+    ``grad_fn(model, x, y, step) -> detached scalar`` replaces its forward and backward: it must
+    fill ``p.grad`` itself (the loop has zeroed them); penalties and weight decay are still added.
+    ``penalties`` (modules or callables ``model -> scalar``) are added to the loss. ``callbacks``
+    are :class:`Callback` objects (see the module doc for when each hook runs); their state is in
+    the checkpoint. ``transform`` maps an input batch before the forward pass (normalization).
+    ``params`` limits training to a subset (default: all parameters that require grad).
+    ``comm_hook=(state, hook)`` is registered on the DDP model when torch.distributed is
+    initialized.
     """
     config.validate()
-    x_train, y_train = _check_data(train, "training data")
+    if loss_fn is not None and grad_fn is not None:
+        raise ConfigError("fit takes loss_fn or grad_fn, not both (grad_fn computes the loss)")
+    loss_fn = cross_entropy if loss_fn is None else loss_fn
+    callbacks = _check_callbacks(callbacks)
+    x_train, y_train = check_pair(train, "training data")
     if test is not None:
-        _check_data(test, "test data")
+        check_pair(test, "test data")
     if config.threads:
         torch.set_num_threads(config.threads)
     rank, world = _rank_world()
@@ -279,9 +408,9 @@ def fit(
 
     per_rank = len(x_train) // world
     steps_per_epoch = max(1, math.ceil(per_rank / config.batch_size))
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    planned = config.total_steps(steps_per_epoch)
+    n_epochs = math.ceil(planned / steps_per_epoch)
+    total_steps = planned if config.max_steps is None else min(planned, config.max_steps)
 
     result = TrainResult()
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -290,8 +419,6 @@ def fit(
     if stem is not None and checkpoint.exists(stem):
         tensors, meta = checkpoint.load(stem)
         if meta.get("config") != _config_key(config):
-            from .errors import IntegrityError
-
             raise IntegrityError(
                 f"{stem}.json was written by a run with another config; delete {checkpoint_dir} "
                 "to start over, or rerun with the same settings to resume"
@@ -299,6 +426,7 @@ def fit(
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _optim_from_tensors(optimizer, tensors, meta["optim"])
         torch.set_rng_state(tensors["rng.torch"])
+        _restore_callbacks(callbacks, tensors, meta.get("callbacks", []), stem)
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         result.history = meta["history"]
         last = meta.get("last_loss")
@@ -316,12 +444,15 @@ def fit(
             opt_tensors, opt_meta = _optim_to_tensors(optimizer)
             tensors.update(opt_tensors)
             tensors["rng.torch"] = torch.get_rng_state()
+            cb_tensors, cb_meta = _callback_state(callbacks)
+            tensors.update(cb_tensors)
             meta = {
                 "step": step,
                 "epoch": epoch,
                 "batch_in_epoch": batch_in_epoch,
                 "history": result.history,
                 "optim": opt_meta,
+                "callbacks": cb_meta,
                 "last_loss": loss_value if math.isfinite(loss_value) else None,
                 "seconds": elapsed(),
                 "config": _config_key(config),
@@ -336,11 +467,18 @@ def fit(
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - start
 
+    def call(hook: str, *args) -> None:
+        for cb in callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(model, *args)
+
     show = sys.stderr.isatty() if config.progress is None else config.progress
     bar = _Progress(show and rank == 0, total_steps, step)
     model.train()
+    call("on_train_start")
     try:
-        while step < total_steps and epoch < config.epochs:
+        while step < total_steps and epoch < n_epochs:
             order = _epoch_order(len(x_train), config.seed, epoch)[rank * per_rank :][:per_rank]
             running, seen = 0.0, 0
             while batch_in_epoch < steps_per_epoch and step < total_steps:
@@ -351,24 +489,32 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr_at(step, steps_per_epoch)
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(net, xb, yb)
-                for penalty in penalties:
-                    loss = loss + penalty(model)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {float(loss.detach())} at step {step}; lower lr or the penalty strength"
-                    )
-                loss.backward()
+                call("on_step_start", step)
+                if grad_fn is not None:
+                    loss = grad_fn(net, xb, yb, step).detach()
+                    extra = None
+                    for penalty in penalties:
+                        term = penalty(model)
+                        extra = term if extra is None else extra + term
+                    if extra is not None:
+                        loss = loss + extra.detach()
+                    _check_finite(loss, step)
+                    if extra is not None and extra.requires_grad:
+                        extra.backward()
+                else:
+                    loss = loss_fn(net, xb, yb, step)
+                    for penalty in penalties:
+                        loss = loss + penalty(model)
+                    _check_finite(loss, step)
+                    loss.backward()
                 if config.weight_decay:
                     with torch.no_grad():
                         for p in trainable:
                             if p.grad is not None:
                                 p.grad.add_(p, alpha=config.weight_decay)
-                for hook in grad_hooks:
-                    hook(model, step)
+                call("after_backward", step)
                 optimizer.step()
-                for hook in step_hooks:
-                    hook(model, step)
+                call("after_step", step)
                 loss_value = float(loss.detach())
                 running += loss_value * len(idx)
                 seen += len(idx)
@@ -377,7 +523,8 @@ def fit(
                 bar.update(loss_value)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_checkpoint()
-            if batch_in_epoch >= steps_per_epoch:
+            # an epoch ends after a full pass, or at the planned end of a steps= run
+            if batch_in_epoch >= steps_per_epoch or step >= planned:
                 record = {
                     "epoch": epoch + 1,
                     "step": step,
@@ -388,6 +535,7 @@ def fit(
                 if test is not None:
                     metrics = evaluate(model, test, config.eval_batch_size, transform)
                     record.update(test_loss=metrics["loss"], test_accuracy=metrics["accuracy"])
+                call("on_epoch_end", epoch, record)
                 result.history.append(record)
                 epoch += 1
                 batch_in_epoch = 0
@@ -405,6 +553,13 @@ def fit(
     return result
 
 
+def _check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss became {float(loss.detach())} at step {step}; lower lr or the penalty strength"
+        )
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The permutation of ``n`` examples for ``epoch``: a function of (seed, epoch) only."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -416,4 +571,8 @@ def _config_key(config: TrainConfig) -> dict:
     key = dataclasses.asdict(config)
     for volatile in ("threads", "progress", "eval_batch_size", "checkpoint_every"):
         key.pop(volatile)
+    if (
+        key["steps"] is None
+    ):  # an epochs= run keys as before steps= existed (0.1 checkpoints resume)
+        key.pop("steps")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in key.items()}
