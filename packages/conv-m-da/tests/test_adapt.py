@@ -76,10 +76,10 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
     real_call = adapt_module.AdaptationLoss.__call__
 
-    def dying(self, net, x, y):
+    def dying(self, net, x, y, step):
         if int(getattr(net, "module", net).step_count) == 3:
             raise KeyboardInterrupt("simulated kill")
-        return real_call(self, net, x, y)
+        return real_call(self, net, x, y, step)
 
     monkeypatch.setattr(adapt_module.AdaptationLoss, "__call__", dying)
     with pytest.raises(KeyboardInterrupt):

@@ -25,7 +25,7 @@ def test_smoke_reproduce_writes_results_and_figures(tmp_path):
         threads=1,
         quiet=True,
     )
-    out = tmp_path / "out" / "_smoke" / "conv-m-da"
+    out = tmp_path / "out" / "_smoke" / "conv-m-da" / "smoke"
     saved = json.loads((out / "results.json").read_text())
     assert saved["package"] == "conv-m-da" and (out / "accuracy.png").exists()
     assert (out / "features_pca.png").exists()

@@ -148,7 +148,7 @@ def test_hook_runs_after_weight_decay_and_before_momentum():
     cfg = TrainConfig(epochs=1, batch_size=32, lr=0.1, momentum=0.9, weight_decay=0.01, max_steps=1)
     reg = ForceRegularizer(model, 0.05, "constant")
     w0 = model.conv2.weight.detach().clone()
-    fit(model, _data(), cfg, grad_hooks=[reg])
+    fit(model, _data(), cfg, callbacks=[reg])
     x, y = _data()
     loss = nn.functional.cross_entropy(ref(x), y)
     loss.backward()
@@ -162,8 +162,8 @@ def test_zero_strength_and_until_step_leave_plain_sgd():
     b, c = copy.deepcopy(a), copy.deepcopy(a)
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, weight_decay=1e-3, max_steps=3)
     fit(a, _data(), cfg)
-    fit(b, _data(), cfg, grad_hooks=[ForceRegularizer(b, 0.0)])
-    fit(c, _data(), cfg, grad_hooks=[ForceRegularizer(c, 0.5, until_step=0)])
+    fit(b, _data(), cfg, callbacks=[ForceRegularizer(b, 0.0)])
+    fit(c, _data(), cfg, callbacks=[ForceRegularizer(c, 0.5, until_step=0)])
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb) and torch.equal(pa, pc)
 
@@ -174,5 +174,5 @@ def test_training_with_force_lowers_the_distance_energy():
     b = copy.deepcopy(a)
     cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05)
     fit(a, _data(), cfg)
-    fit(b, _data(), cfg, grad_hooks=[ForceRegularizer(b, 0.05, "degradation")])
+    fit(b, _data(), cfg, callbacks=[ForceRegularizer(b, 0.05, "degradation")])
     assert distance_energy(b.conv2.weight) < distance_energy(a.conv2.weight)

@@ -138,11 +138,12 @@ def test_prune_basis_zeroes_the_smallest_and_mask_holds():
     assert int((w == 0).sum()) == w.numel() // 2
     kept = before[w != 0]
     assert kept.min() >= before[w == 0].max()
-    assert mask.nonzeros()["conv3.lowrank"] == dec.conv3.lowrank.weight.numel() // 2
+    assert mask.nonzeros()["conv3.lowrank.weight"] == dec.conv3.lowrank.weight.numel() // 2
     w.grad = torch.ones_like(w)
     with torch.no_grad():
         w.add_(1.0)
-    mask(dec, 0)
+    mask.after_backward(dec, 0)
+    mask.after_step(dec, 0)
     assert int((w == 0).sum()) == w.numel() // 2 and int((w.grad == 0).sum()) == w.numel() // 2
     with pytest.raises(ConfigError, match="decompose"):
         prune_basis(ConvNet(1, 28), 0.5)

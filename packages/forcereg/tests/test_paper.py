@@ -32,7 +32,7 @@ def test_smoke_reproduce_records_every_small_claim_and_resumes(tmp_path):
         assert len(rows[cid]["values"]) == 1, cid
         assert rows[cid]["verdict"] == "not run at this profile"  # smoke proves nothing
     assert not rows["alexnet_gpu"]["values"]
-    out = tmp_path / "out" / "_smoke" / "forcereg"
+    out = tmp_path / "out" / "_smoke" / "forcereg" / "smoke"
     for fig in ("ranks_per_layer", "accuracy_vs_rank", "finetune_curves", "strength_sweep"):
         assert (out / f"{fig}.png").exists() and (out / f"{fig}.json").exists()
     details = json.loads((out / "results.json").read_text())["details"]

@@ -63,9 +63,10 @@ def test_smoke_reproduce_writes_results(tmp_path):
         ]
     )
     assert code == 0
-    doc = json.loads((tmp_path / "_smoke" / "holistic-sparsecnn" / "results.json").read_text())
+    out = tmp_path / "_smoke" / "holistic-sparsecnn" / "smoke"
+    doc = json.loads((out / "results.json").read_text())
     assert {r["id"] for r in doc["claims"]} == {c.id for c in CLAIMS}
-    assert (tmp_path / "_smoke" / "holistic-sparsecnn" / "speedup_vs_density.png").exists()
+    assert (out / "speedup_vs_density.png").exists()
 
 
 def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):

@@ -98,11 +98,11 @@ def test_layer_at_its_upper_bound_stops_and_keeps_its_zeros():
     assert plans["conv2"].status == DONE
     # A gradient step would regrow zeros; the hooks keep them at zero.
     model.conv2.weight.grad = torch.ones_like(model.conv2.weight)
-    pruner.grad_hook(model, 0)
+    pruner.after_backward(model, 0)
     assert (model.conv2.weight.grad[model.conv2.weight == 0] == 0).all()
     with torch.no_grad():
         model.conv2.weight += 1.0
-    pruner.step_hook(model, 0)
+    pruner.after_step(model, 0)
     assert (model.conv2.weight != 0).float().mean() < 0.01
 
 
@@ -120,15 +120,15 @@ def test_dns_lets_a_pruned_weight_come_back():
         model[0].weight.copy_(torch.tensor([[5e-5, 1.0]]))
     cfg = PruneConfig(mode="dns", strength=0.0, guided=False)
     pruner = Pruner(model, plan_layers(model, (2,), MACHINE, cfg), cfg)
-    pruner.step_hook(model, 0)
+    pruner.after_step(model, 0)
     w = model[0].weight
     assert float(w.detach()[0, 0]) == 0 and float(pruner.shadow["0"][0, 0]) == pytest.approx(5e-5)
     # An update that pushes the shadow over the threshold revives the weight.
     w.grad = torch.zeros_like(w)
-    pruner.grad_hook(model, 0)
+    pruner.after_backward(model, 0)
     with torch.no_grad():
         w[0, 0] += 1e-4  # what the optimizer step would do
-    pruner.step_hook(model, 0)
+    pruner.after_step(model, 0)
     assert float(w.detach()[0, 0]) == pytest.approx(1.5e-4)
 
 

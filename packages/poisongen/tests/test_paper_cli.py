@@ -27,7 +27,7 @@ def test_smoke_reproduce_writes_results_and_figures(tmp_path):
         threads=1,
         quiet=True,
     )
-    out = tmp_path / "out" / "_smoke" / "poisongen"
+    out = tmp_path / "out" / "_smoke" / "poisongen" / "smoke"
     assert (out / "results.json").exists()
     for name in ("accuracy_vs_poisons", "time_per_poison", "detector_roc", "sample_poisons"):
         assert (out / f"{name}.png").exists() and (out / f"{name}.json").exists()

@@ -27,9 +27,9 @@ def test_smoke_reproduce_runs_every_row(tmp_path):
     assert set(rows) == {"lenet2", "lenet3", "lenet4", "lenet5", "mlp_a", "mlp_b", "depth"}
     for results in rows.values():
         assert results[0]["max_output_gap"] < 1e-4
-    saved = json.loads((tmp_path / "out" / "_smoke" / "ssl" / "results.json").read_text())
+    saved = json.loads((tmp_path / "out" / "_smoke" / "ssl" / "smoke" / "results.json").read_text())
     assert saved["package"] == "ssl"
-    assert (tmp_path / "out" / "_smoke" / "ssl" / "error_vs_speedup.png").exists()
+    assert (tmp_path / "out" / "_smoke" / "ssl" / "smoke" / "error_vs_speedup.png").exists()
 
 
 def test_paper_profile_without_full_data_is_one_clear_error(tmp_path):

@@ -59,14 +59,13 @@ def test_frozen_structure_keeps_zero_groups_zero_while_training():
     with torch.no_grad():
         m.layers.fc1.weight[2] = 0  # a dead neuron
         m.layers.fc1.weight[:, 5] = 0  # an unused input
-    grad_hook, step_hook = freeze_structure(m)
+    frozen = freeze_structure(m)
     x, y = torch.rand(64, 16), torch.randint(0, 4, (64,))
     fit(
         m,
         (x, y),
         TrainConfig(epochs=2, batch_size=16, lr=0.1),
-        grad_hooks=[grad_hook],
-        step_hooks=[step_hook],
+        callbacks=[frozen],
     )
     assert bool((m.layers.fc1.weight[2] == 0).all()) and bool(
         (m.layers.fc1.weight[:, 5] == 0).all()
@@ -84,7 +83,7 @@ def test_ssl_training_zeroes_groups():
         (x, y),
         TrainConfig(epochs=10, batch_size=32, lr=0.05),
         penalties=[reg],
-        step_hooks=[zero_small_hook()],
+        callbacks=[zero_small_hook()],
     )
     zero_weak_groups(m, reg.layer_kinds(), 1e-3)
     assert int((group_norms(m.layers.fc1.weight, "row") == 0).sum()) >= 1

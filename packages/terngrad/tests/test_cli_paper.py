@@ -50,5 +50,5 @@ def test_smoke_reproduction(tmp_path):
         PAPER, "smoke", out_root=tmp_path / "out", work_root=tmp_path / "runs", quiet=True
     )
     assert {r["id"] for r in doc["claims"]} == {c.id for c in CLAIMS}
-    assert (tmp_path / "out" / "_smoke" / "terngrad" / "accuracy_vs_workers.png").exists()
+    assert (tmp_path / "out" / "_smoke" / "terngrad" / "smoke" / "accuracy_vs_workers.png").exists()
     assert doc["details"]["bytes_per_element"]["curves"]["fp32 ring"][0] == 4.0

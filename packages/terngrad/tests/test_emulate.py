@@ -66,9 +66,9 @@ def test_virtual_workers_train_inside_fit():
     vw = VirtualWorkers(model, 4, EmulatorConfig(seed=1), weight_decay=5e-4)
     before = [p.detach().clone() for p in model.parameters()]
     config = train.TrainConfig(epochs=3, batch_size=16, lr=0.05, progress=False)
-    result = train.fit(model, (x, y), config, loss_fn=vw.loss_fn, grad_hooks=[vw.grad_hook])
+    result = train.fit(model, (x, y), config, grad_fn=vw.grad_fn)
     assert result.steps == 12
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert 0 < vw.stats["zero_fraction"]["fc1.weight"][0] < 1
     with pytest.raises(ConfigError, match="divisible"):
-        vw.loss_fn(model, x[:6], y[:6])
+        vw.grad_fn(model, x[:6], y[:6], 0)

@@ -21,7 +21,7 @@ def test_smoke_reproduce_runs_every_path(tmp_path):
         PAPER, "smoke", out_root=tmp_path / "out", work_root=tmp_path / "runs", quiet=True
     )
     assert {r["verdict"] for r in doc["claims"]} == {"not run at this profile"}
-    out = tmp_path / "out" / "_smoke" / "truenorth-learn"
+    out = tmp_path / "out" / "_smoke" / "truenorth-learn" / "smoke"
     assert (out / "mnist5k_curves.png").exists() and (out / "digits_curves.png").exists()
     assert doc["details"]["digits"]["selected"] == "l1_to_binary@3"
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError, DataError
-from dnnrepro.core.train import TrainConfig, evaluate, fit
+from dnnrepro.core.train import Callback, TrainConfig, evaluate, fit
 
 from .losses import (
     DEFAULT_KERNEL_SCALES,
@@ -244,9 +244,12 @@ class AdaptationLoss:
         c = self.config
         return warm_start_coeff(step, 0.0, 1.0, c.grl_alpha, c.grl_max_iters or c.steps)
 
-    def __call__(self, net: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, net: nn.Module, xs: torch.Tensor, ys: torch.Tensor, _fit_step: int = 0
+    ) -> torch.Tensor:
         model: AdaptationNet = getattr(net, "module", net)
         c = self.config
+        # still the model's own counter, not fit's step: a continued network keeps counting
         step = int(model.step_count)
         if not (c.lambda_mmd or c.lambda_domain or c.lambda_entropy):
             # source only: target images are never forwarded, so BatchNorm statistics (and so
@@ -286,8 +289,12 @@ class AdaptationLoss:
         return {k: v / self.count for k, v in self.sums.items()} if self.count else {}
 
 
-def _advance(model: nn.Module, _step: int) -> None:
-    model.step_count += 1
+class _Advance(Callback):
+    """Counts optimizer steps in the model's ``step_count`` buffer (stateless: the count is in
+    the model's checkpoint)."""
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        model.step_count += 1
 
 
 @dataclass
@@ -411,7 +418,7 @@ def adapt(
         (xs, ys),
         config.train_config(len(xs)),
         loss_fn=loss,
-        step_hooks=[_advance],
+        callbacks=[_Advance()],
         checkpoint_dir=checkpoint_dir,
     )
     metrics: dict[str, float] = {}

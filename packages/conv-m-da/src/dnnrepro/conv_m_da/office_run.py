@@ -90,4 +90,4 @@ def run_paper(ctx: RunContext, settings: dict[str, Any]) -> None:
             wins += means["ours"] > max(means[m] for m in METHODS if m != "ours")
     ctx.record("office-state-of-the-art", wins)
     ctx.note("office-state-of-the-art", f"Paper-size Conv-M net {init_note}.")
-    ctx.details["office_target_accuracy_percent"] = rows
+    ctx.detail("office_target_accuracy_percent", rows)

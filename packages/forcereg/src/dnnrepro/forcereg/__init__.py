@@ -16,7 +16,7 @@ from .lowrank import (
     rank_for_energy,
     ranks_for_energy,
 )
-from .prune import MagnitudeMask, prune_basis
+from .prune import prune_basis
 from .regularizer import ForceRegularizer, conv_layer_names
 
 __version__ = "0.1.0"
@@ -26,7 +26,6 @@ __all__ = [
     "ConvNet",
     "ForceRegularizer",
     "LowRankConv2d",
-    "MagnitudeMask",
     "conv_layer_names",
     "decompose",
     "distance_energy",

@@ -97,7 +97,7 @@ def _train(args) -> int:
     )
     train = core_data.load(args.dataset, "train", args.data_dir)
     test = core_data.load(args.dataset, "test", args.data_dir)
-    result = fit(model, train, cfg, test=test, grad_hooks=hooks, checkpoint_dir=f"{args.out}.run")
+    result = fit(model, train, cfg, test=test, callbacks=hooks, checkpoint_dir=f"{args.out}.run")
     meta = {
         "model": args.model,
         "dataset": args.dataset,

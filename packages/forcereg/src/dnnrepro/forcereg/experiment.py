@@ -71,7 +71,7 @@ def _subset(x: torch.Tensor, y: torch.Tensor, k: int | None) -> tuple[torch.Tens
 def start_model(ctx: RunContext, setup: Setup, train, test) -> nn.Module:
     """The pretrained dense net every seed of ``setup`` starts from."""
     if setup.baseline is not None:
-        return baselines.get(setup.baseline, ctx.data_dir)
+        return baselines.get(setup.baseline, ctx.data_dir, train=True)
     stem = ctx.work(setup.name, "pretrained") / "weights"
     model = setup.build()
     if checkpoint.exists(stem):
@@ -129,7 +129,7 @@ def run_seed(ctx: RunContext, setup: Setup, seed: int) -> dict:
             per_layer = None if setup.force_layers is None else dict.fromkeys(setup.force_layers, 1)
             hooks = [ForceRegularizer(model, setup.strength, setup.kind, per_layer)]
         ctx.log(f"{setup.name} seed {seed}: continuing {arm} ({cont.epochs} epochs)")
-        fit(model, train, cont, test=test, grad_hooks=hooks, checkpoint_dir=ctx.work(*work, arm))
+        fit(model, train, cont, test=test, callbacks=hooks, checkpoint_dir=ctx.work(*work, arm))
         nets[arm] = model
 
     out: dict = {"start_accuracy": _accuracy(start, test)}
@@ -208,14 +208,13 @@ def run_seed(ctx: RunContext, setup: Setup, seed: int) -> dict:
             train,
             ft,
             test=test,
-            grad_hooks=[mask],
-            step_hooks=[mask],
+            callbacks=[mask],
             checkpoint_dir=ctx.work(*work, "prune"),
         )
         dense_conv = sum(r["params"] for r in out["report"]["dense_control"])
         # every conv weight (dense or decomposed) minus the pruned zeros
         kept = sum(r["params"] for r in lowrank_report(pruned)) - sum(
-            int((pruned.get_submodule(k).weight == 0).sum()) for k in mask.masks
+            int((pruned.get_parameter(k) == 0).sum()) for k in mask.masks
         )
         out["prune"] = {
             "sparsity": setup.prune_sparsity,
@@ -252,7 +251,7 @@ def sweep(ctx: RunContext, setup: Setup, strengths: tuple[float, ...], seed: int
         per_layer = None if setup.force_layers is None else dict.fromkeys(setup.force_layers, 1)
         hooks = [ForceRegularizer(model, strength, setup.kind, per_layer)] if strength else []
         ctx.log(f"{setup.name} sweep: strength {strength:g}")
-        fit(model, train, cont, test=test, grad_hooks=hooks, checkpoint_dir=folder)
+        fit(model, train, cont, test=test, callbacks=hooks, checkpoint_dir=folder)
         ranks = ranks_for_energy(model, setup.energy)
         rows.append(
             {

@@ -51,6 +51,9 @@ def _acc_claim(net: str, where: str) -> Claim:
         confidence="verified",
         metric=f"test accuracy force - control, pp ({where})",
         rule=at_least(-0.5),
+        test_size=1000 if net == "lenet" else 2000,
+        test_scale=100.0,
+        test_difference=True,
     )
 
 
@@ -66,6 +69,9 @@ def _curve_claim(net: str, where: str) -> Claim:
         f"pp ({where})",
         rule=at_least(-0.2),
         scale_note="Tolerance of 0.2 pp (2 of 1,000 test images) for evaluation noise.",
+        test_size=1000 if net == "lenet" else 2000,
+        test_scale=100.0,
+        test_difference=True,
     )
 
 
@@ -80,6 +86,9 @@ def _finetune_claim(net: str, where: str) -> Claim:
         metric=f"accuracy after the first fine-tuning epoch, force start - control start, pp, "
         f"both decomposed to the force net's 95%-energy ranks ({where})",
         rule=at_least(0.0),
+        test_size=1000 if net == "lenet" else 2000,
+        test_scale=100.0,
+        test_difference=True,
     )
 
 
@@ -105,6 +114,7 @@ CLAIMS = [
         "run's thread count (ConvNet)",
         rule=at_least(2.0),
         scale_note="ConvNet conv1 (25 weights per filter) is not decomposed: it cannot pay off.",
+        timing=True,
     ),
     Claim(
         id="speedup_accuracy_loss",
@@ -115,6 +125,9 @@ CLAIMS = [
         confidence="verified",
         metric="accuracy of the dense control - the decomposed, fine-tuned force net, pp (ConvNet)",
         rule=at_most(0.5),
+        test_size=2000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
         id="sparsify",
@@ -126,6 +139,9 @@ CLAIMS = [
         metric="accuracy loss, pp, after magnitude-pruning 50% of every basis conv's weights and "
         "one masked fine-tuning epoch, vs before pruning (ConvNet)",
         rule=at_most(0.5),
+        test_size=2000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     _rank_claim("resnet20", "ResNet-20, CIFAR-10", profiles=("paper",)),
     Claim(
@@ -138,6 +154,7 @@ CLAIMS = [
         metric="speedup (needs ImageNet; not supported by dnnrepro.core.data)",
         rule=at_least(2.0),
         profiles=("paper",),
+        timing=True,
     ),
     Claim(
         id="alexnet_cpu",
@@ -149,6 +166,7 @@ CLAIMS = [
         metric="speedup (needs ImageNet; not supported by dnnrepro.core.data)",
         rule=at_least(4.0),
         profiles=("paper",),
+        timing=True,
     ),
 ]
 
@@ -242,18 +260,18 @@ def setups(profile: str) -> list[Setup]:
             "cifar10",
             lambda: ConvNet(3, 32, 10),
             cont=TrainConfig(
-                480,
-                100,
-                0.001,
+                epochs=480,
+                batch_size=100,
+                lr=0.001,
                 momentum=0.9,
                 weight_decay=4e-3,
                 schedule="step",
                 milestones=(400, 440),
             ),
             finetune=TrainConfig(
-                160,
-                100,
-                0.001,
+                epochs=160,
+                batch_size=100,
+                lr=0.001,
                 momentum=0.9,
                 weight_decay=4e-3,
                 schedule="step",
@@ -262,9 +280,9 @@ def setups(profile: str) -> list[Setup]:
             strength=1e-3,
             kind="degradation",
             pretrain=TrainConfig(
-                480,
-                100,
-                0.001,
+                epochs=480,
+                batch_size=100,
+                lr=0.001,
                 momentum=0.9,
                 weight_decay=4e-3,
                 schedule="step",
@@ -278,11 +296,11 @@ def setups(profile: str) -> list[Setup]:
             "resnet20",
             "cifar10",
             lambda: resnet20(in_channels=3, num_classes=10),
-            cont=TrainConfig(164, lr=0.01, milestones=(82, 123), **resnet_cfg),
-            finetune=TrainConfig(164, lr=0.01, milestones=(82, 123), **resnet_cfg),
+            cont=TrainConfig(epochs=164, lr=0.01, milestones=(82, 123), **resnet_cfg),
+            finetune=TrainConfig(epochs=164, lr=0.01, milestones=(82, 123), **resnet_cfg),
             strength=1e-3,
             kind="degradation",
-            pretrain=TrainConfig(164, lr=0.1, milestones=(82, 123), **resnet_cfg),
+            pretrain=TrainConfig(epochs=164, lr=0.1, milestones=(82, 123), **resnet_cfg),
             exclude=("conv1",),
             time_batch=256,
         ),
@@ -376,18 +394,21 @@ def run(ctx: RunContext) -> None:
             _record_setup(ctx, setup, out)
         _summarize(ctx, setup, runs)
         results[setup.name] = runs
-    ctx.details["runs"] = results
+    ctx.detail("runs", results)
     sweep_rows = []
     if ctx.profile in SWEEP:
         first = setups(ctx.profile)[0]
         sweep_rows = ctx.stage(
             f"{first.name}-sweep", lambda: sweep(ctx, first, SWEEP[ctx.profile], ctx.seeds[0])
         )
-        ctx.details["strength_sweep"] = {
-            "setup": first.name,
-            "kind": first.kind,
-            "rows": sweep_rows,
-        }
+        ctx.detail(
+            "strength_sweep",
+            {
+                "setup": first.name,
+                "kind": first.kind,
+                "rows": sweep_rows,
+            },
+        )
     draw_figures(ctx, results, sweep_rows)
 
 

@@ -1,11 +1,11 @@
-"""ForceRegularizer: the force as a gradient hook of the core training loop.
+"""ForceRegularizer: the force as a callback of the core training loop.
 
 The core loop (``dnnrepro.core.train.fit``) adds weight decay to the gradients and then runs its
-``grad_hooks`` before the optimizer (and its momentum) sees them: the order of the authors' Caffe
-solver (Regularize, then ForceRegularize, then ComputeUpdateValue). So::
+callbacks' ``after_backward`` before the optimizer (and its momentum) sees them: the order of the
+authors' Caffe solver (Regularize, then ForceRegularize, then ComputeUpdateValue). So::
 
     reg = ForceRegularizer(model, strength=1e-3, kind="constant", per_layer={"conv1": 1, "conv2": 1})
-    fit(model, data, config, grad_hooks=[reg])
+    fit(model, data, config, callbacks=[reg])
 
 Effective coefficient of a layer = ``strength`` (Caffe ``force_decay``) x its multiplier (Caffe
 ``force_mult``). A negative strength gives repulsive forces (the paper's "discrimination
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.train import Callback
 
 from .force import KINDS, force
 
@@ -32,14 +33,15 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-class ForceRegularizer:
+class ForceRegularizer(Callback):
     """Adds ``strength * multiplier * force(W, kind)`` to each opted-in layer's weight gradient.
 
     ``per_layer``: None opts in every nn.Conv2d with multiplier 1; a mapping {layer name:
     multiplier} opts in exactly those layers (Caffe's force_mult defaults to 0: layers not named
     feel no force). Named layers must be nn.Conv2d or nn.Linear (a Linear layer's rows are its
     "filters"). ``until_step``: the force is off from this optimizer step on (Caffe force_iter;
-    None = never off). Call as ``reg(model, step)``; the model argument is ignored (the layers were
+    None = never off). A fit callback (stateless: its schedule is the step); ``reg(model, step)``
+    applies it by hand. The model argument is ignored (the layers were
     resolved at construction), which keeps the hook valid under DDP wrapping.
     """
 
@@ -99,6 +101,9 @@ class ForceRegularizer:
             if weight.grad is None:  # frozen or unused this step
                 continue
             weight.grad.add_(force(weight, self.kind), alpha=self.strength * mult)
+
+    def after_backward(self, model: nn.Module, step: int) -> None:
+        self(model, step)
 
     def __repr__(self) -> str:
         layers = ", ".join(f"{n}x{m:g}" for n, _, m in self.layers)

@@ -83,7 +83,7 @@ def _prune(args) -> int:
         raise ConfigError(f"--dataset must hold 1x28x28 images; {args.dataset} has {x.shape[1:]}")
     out = Path(args.out)
     if args.model == "lenet":
-        model = baselines.get("lenet-mnist5k", args.data_dir)
+        model = baselines.get("lenet-mnist5k", args.data_dir, train=True)
     else:
         torch.manual_seed(0)
         model = AlexNetSmall()

@@ -38,6 +38,7 @@ CLAIMS = [
         scale_note="2 shared CPU cores instead of an 18-core Xeon; the dense baseline is "
         "torch's conv2d (oneDNN), not SGEMM after lowering; weights are random at the "
         "CaffeNet per-layer densities 0.144/0.069/0.082/0.115; grouped layers timed per group.",
+        timing=True,
     ),
     Claim(
         id="alpha",
@@ -49,6 +50,7 @@ CLAIMS = [
         metric="alpha = t_sparse * F / (x * C) on CaffeNet conv3 (batch 4, x = 0.5), "
         "F = torch float32 GEMM rate",
         rule=between(1.0, 4.0),
+        timing=True,
     ),
     Claim(
         id="lower_bound",
@@ -60,6 +62,7 @@ CLAIMS = [
         metric="measured crossover x (speedup = 1; geometric mean over conv3-5, batch 16) "
         "divided by the model's 1/alpha",
         rule=between(0.5, 2.0),
+        timing=True,
     ),
     Claim(
         id="model_fit",
@@ -71,6 +74,7 @@ CLAIMS = [
         metric="fraction of (layer, x) points, conv3-5 x 8 densities, with measured/predicted "
         "speedup in [0.5, 2]",
         rule=at_least(0.75),
+        timing=True,
     ),
     Claim(
         id="upper_bound_conv5",
@@ -82,6 +86,8 @@ CLAIMS = [
         metric="roofline.upper_bound for CaffeNet conv5 per image with the paper's Table 1 "
         "Xeon F = 2150 GF/s, B = 122 GB/s, alpha = 3 (model arithmetic, no timing)",
         rule=within(0.02, 0.003),
+        kind="check",
+        kind_reason="computed from the paper's own Table 1 numbers (F, B): arithmetic, not a measurement",
     ),
     Claim(
         id="gsl_conv1_dense",
@@ -104,6 +110,7 @@ CLAIMS = [
         confidence="verified",
         metric="non-zero fraction of LeNet conv2 under GSL / under uniform L1 (ESL)",
         rule=at_most(0.75),
+        tuned=("gsl_conv_factor",),
     ),
     Claim(
         id="gsl_accuracy",
@@ -114,6 +121,9 @@ CLAIMS = [
         confidence="verified",
         metric="test accuracy GSL minus ESL, percentage points",
         rule=at_least(-0.5),
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
         id="model_size",
@@ -134,6 +144,7 @@ CLAIMS = [
         confidence="secondary",
         metric="forward time of dense LeNet / sparsify(GSL LeNet), batch 256, 2 threads",
         rule=at_least(1.1),
+        timing=True,
     ),
     Claim(
         id="e2e_accuracy",
@@ -144,6 +155,9 @@ CLAIMS = [
         confidence="verified",
         metric="test accuracy of sparsify(GSL LeNet) minus the dense baseline, pp",
         rule=at_least(-0.5),
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
 ]
 
@@ -175,7 +189,7 @@ def run(ctx: RunContext) -> None:
     machine = roofline.Machine(
         **ctx.stage("machine", lambda: roofline.measure_machine(ctx.threads, 0.5).as_dict())
     )
-    ctx.details["machine"] = machine.as_dict()
+    ctx.detail("machine", machine.as_dict())
     ctx.log(
         f"machine: F {machine.flops / 1e9:.1f} GF/s, B {machine.bandwidth / 1e9:.1f} GB/s, "
         f"alpha {machine.alpha:.2f}"
@@ -201,7 +215,7 @@ def _kernel_claims(ctx: RunContext, machine: roofline.Machine, s: dict) -> None:
         },
     )
     speedups = {n: r["points"][0]["speedup"] for n, r in at_caffenet.items()}
-    ctx.details["alexnet_at_caffenet_density"] = at_caffenet
+    ctx.detail("alexnet_at_caffenet_density", at_caffenet)
     ctx.record("sconv_speedup", experiments.geomean(speedups.values()))
     ctx.note(
         "sconv_speedup",
@@ -245,7 +259,7 @@ def _kernel_claims(ctx: RunContext, machine: roofline.Machine, s: dict) -> None:
             "x_upper": roofline.upper_bound(cost, machine),
             "crossover": c,
         }
-    ctx.details["speedup_sweep"] = fig_data
+    ctx.detail("speedup_sweep", fig_data)
     lower = roofline.lower_bound(machine)
     if crossings:
         ctx.record("lower_bound", experiments.geomean(crossings) / lower)
@@ -309,7 +323,7 @@ def _lenet(ctx: RunContext, seed: int):
     if ctx.profile == "smoke":  # smoke proves nothing: an untrained net, no baseline training
         torch.manual_seed(seed)
         return LeNet(1, 28, 10)
-    return baselines.get("lenet-mnist5k", ctx.data_dir)
+    return baselines.get("lenet-mnist5k", ctx.data_dir, train=True)
 
 
 def _prune(ctx, machine, s, seed, name, config):
@@ -354,7 +368,7 @@ def _pruning_claims(ctx: RunContext, machine, s, seed: int) -> None:
     dens = {
         m: {p["name"]: p["density"] for p in r["layers"]} for m, r in (("gsl", gsl), ("esl", esl))
     }
-    ctx.details[f"pruning_seed{seed}"] = {"gsl": gsl, "esl": esl}
+    ctx.detail(f"pruning_seed{seed}", {"gsl": gsl, "esl": esl})
     ctx.record("gsl_conv1_dense", dens["gsl"]["conv1"])
     ctx.note(
         "gsl_conv1_dense",
@@ -381,7 +395,7 @@ def _pruning_claims(ctx: RunContext, machine, s, seed: int) -> None:
         f"{size['nnz_reduction']:.2f}x fewer non-zeros; dense "
         f"{size['dense_bytes'] / 1e3:.0f} kB, CSR {size['csr_bytes'] / 1e3:.0f} kB.",
     )
-    ctx.details[f"model_size_seed{seed}"] = size
+    ctx.detail(f"model_size_seed{seed}", size)
 
     dense = _lenet(ctx, seed).eval()
     sparse = sparsify(gsl_model, (1, 28, 28), machine, batch=256)
@@ -400,11 +414,14 @@ def _pruning_claims(ctx: RunContext, machine, s, seed: int) -> None:
     acc_dense = evaluate(dense, test)["accuracy"]
     ctx.record("e2e_accuracy", 100 * (acc_sparse - acc_dense))
     ctx.note("e2e_accuracy", f"sparse {acc_sparse:.4f}, dense {acc_dense:.4f}.")
-    ctx.details[f"e2e_seed{seed}"] = {
-        "dense_s": td,
-        "sparse_s": tsp,
-        "sparsified": sparse.sparsified,
-    }
+    ctx.detail(
+        f"e2e_seed{seed}",
+        {
+            "dense_s": td,
+            "sparse_s": tsp,
+            "sparsified": sparse.sparsified,
+        },
+    )
     _density_figure(ctx, dens, seed)
 
 

@@ -1,6 +1,6 @@
 """Element-wise sparsity learning (ESL) and Guided Sparsity Learning (GSL, GESL, GDNS).
 
-Pruning plugs into the core training loop as a grad hook and a step hook (:class:`Pruner`):
+Pruning plugs into the core training loop as a callback (:class:`Pruner`):
 
 - L1 ("lasso") on the weights of the layers being pruned: ``g += strength_l * sign(w)`` (Caffe's
   L1 weight decay), L2 ``g += l2 * w`` on the others;
@@ -32,7 +32,7 @@ from torch import nn
 from dnnrepro.core import checkpoint
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.io import write_json
-from dnnrepro.core.train import TrainConfig, evaluate, fit
+from dnnrepro.core.train import Callback, TrainConfig, evaluate, fit
 
 from . import roofline
 from .sparse_module import conv_input_sizes, density
@@ -99,8 +99,12 @@ class LayerPlan:
     reason: str = ""
 
 
-class Pruner:
-    """The grad/step hooks of one run; holds masks, shadows and the original dense weights."""
+class Pruner(Callback):
+    """The fit callback of one run; holds masks, shadows and the original dense weights.
+
+    Its state in fit's checkpoint is the masks and the DNS shadows, so a kill mid-period resumes
+    weights and shadows from the same step.
+    """
 
     def __init__(self, model: nn.Module, plans: dict[str, LayerPlan], config: PruneConfig):
         self.model, self.plans, self.config = model, plans, config
@@ -113,7 +117,7 @@ class Pruner:
                 if plan.status == PRUNING:
                     self.shadow[name] = self.modules[name].weight.detach().clone()
 
-    def grad_hook(self, _model: nn.Module, _step: int) -> None:
+    def after_backward(self, _model: nn.Module, _step: int) -> None:
         with torch.no_grad():
             for name, plan in self.plans.items():
                 w = self.modules[name].weight
@@ -130,7 +134,7 @@ class Pruner:
                     if plan.status == DONE:
                         w.grad.mul_(self.masks[name])
 
-    def step_hook(self, _model: nn.Module, _step: int) -> None:
+    def after_step(self, _model: nn.Module, _step: int) -> None:
         cfg = self.config
         with torch.no_grad():
             for name, plan in self.plans.items():
@@ -158,6 +162,15 @@ class Pruner:
             self.modules[name].weight.copy_(self.original[name])
         self.shadow.pop(name, None)
         self.plans[name].status = RESTORED
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"mask.{k}": v for k, v in self.masks.items()}
+        out.update({f"shadow.{k}": v for k, v in self.shadow.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.masks = {k[5:]: v.clone() for k, v in state.items() if k.startswith("mask.")}
+        self.shadow = {k[7:]: v.clone() for k, v in state.items() if k.startswith("shadow.")}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -279,8 +292,7 @@ def guided_prune(
             model,
             data,
             dataclasses.replace(train, seed=train.seed + period),  # a new batch order per period
-            grad_hooks=[pruner.grad_hook],
-            step_hooks=[pruner.step_hook],
+            callbacks=[pruner],
             checkpoint_dir=None if root is None else root / f"period{period}",
         )
         _check(pruner, config, last=period == periods - 1)
@@ -299,8 +311,7 @@ def guided_prune(
             model,
             data,
             retrain,
-            grad_hooks=[pruner.grad_hook],
-            step_hooks=[pruner.step_hook],
+            callbacks=[pruner],
             checkpoint_dir=None if root is None else root / "retrain",
         )
     for name, plan in plans.items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dnnrepro.core import device as core_device
 from dnnrepro.core.bench import time_callable
 from dnnrepro.core.train import TrainConfig
 
@@ -72,7 +73,7 @@ def run_seed(setting: Setting, data, seed: int, work_dir=None, log=print, device
     ``work_dir`` (a folder) holds the resumable target and auto-encoder checkpoints. ``device``
     defaults to CUDA when available (the paper profile), else the CPU.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = core_device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     (x_train, y_train), (x_test, y_test) = data
     ds = setting.dataset

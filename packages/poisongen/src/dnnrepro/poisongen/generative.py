@@ -60,7 +60,9 @@ class Generator(nn.Module):
         return self.layers(x.flatten(1)).view(len(x), *self.shape)
 
 
-def _reconstruction_loss(model: nn.Module, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+def _reconstruction_loss(
+    model: nn.Module, x: torch.Tensor, _y: torch.Tensor, _step: int
+) -> torch.Tensor:
     return F.mse_loss(model(x), x)
 
 

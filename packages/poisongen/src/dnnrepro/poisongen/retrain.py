@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from dnnrepro.core.errors import ConfigError, DataError
+from dnnrepro.core.train import check_pair  # noqa: F401  (re-exported: base, evaluate, detect)
 
 Params = dict[str, torch.Tensor]
 
@@ -148,16 +149,6 @@ def check_images(
                 f"{what}: pixel values must lie in [{lo:g}, {hi:g}], got "
                 f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; rescale the images first"
             )
-
-
-def check_pair(data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unpack (images, labels) with one clear error when it is not a pair of equal length."""
-    if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise DataError(f"{what} must be a pair (images, labels)")
-    x, y = data
-    if not (torch.is_tensor(x) and torch.is_tensor(y)) or len(x) != len(y) or len(x) == 0:
-        raise DataError(f"{what}: images and labels must be non-empty tensors of equal length")
-    return x, y
 
 
 def num_classes_of(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> int:

@@ -2,7 +2,7 @@
 
 from dnnrepro.ssl import SSLRegularizer, zero_small_hook, shrink, sparsity_report
 reg = SSLRegularizer(model, groups=("filter", "channel"), strength=0.03)
-fit(model, data, config, penalties=[reg], step_hooks=[zero_small_hook()])
+fit(model, data, config, penalties=[reg], callbacks=[zero_small_hook()])
 small = shrink(model, example_batch)      # fewer filters/channels/fibres/blocks, same outputs
 """
 

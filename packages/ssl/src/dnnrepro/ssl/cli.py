@@ -47,7 +47,7 @@ def _train(args) -> int:
     base = {"name": args.model, "kwargs": kwargs}
     out = Path(args.out)
     if args.model == "lenet" and args.data == "mnist5k":
-        dense = baselines.get("lenet-mnist5k", args.data_dir)
+        dense = baselines.get("lenet-mnist5k", args.data_dir, train=True)
     else:
         seed_everything(args.seed)
         dense = models.build(args.model, **kwargs)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from dnnrepro.core import baselines, checkpoint, models
+from dnnrepro.core import baselines, checkpoint, device, models
 from dnnrepro.core.paper import RunContext
+from dnnrepro.core.sparsity import FixedMask
 from dnnrepro.core.train import TrainConfig, evaluate, fit, seed_everything
 
 from .recipe import SSLConfig, learn_structure
@@ -175,7 +176,7 @@ PAPER_DEPTH_STRENGTH = 0.007
 
 
 def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return device()
 
 
 def _input_shape(ctx: RunContext, name: str) -> tuple[int, ...]:
@@ -213,7 +214,7 @@ def lenet_baseline(ctx: RunContext, prof: Profile) -> tuple[nn.Module, dict]:
     data, test = ctx.load(prof.lenet_data, "train"), ctx.load(prof.lenet_data, "test")
     c, size = data[0].shape[1], data[0].shape[2]
     if prof.lenet_base is None:
-        model = baselines.get("lenet-mnist5k", ctx.data_dir).to(_device())
+        model = baselines.get("lenet-mnist5k", ctx.data_dir, train=True).to(_device())
         base = {"name": "lenet", "kwargs": {"in_channels": 1, "image_size": 28}}
     else:
         build = lambda: models.LeNet(c, size, 10)  # noqa: E731
@@ -338,18 +339,7 @@ def run_unstructured(ctx: RunContext, prof: Profile, like: dict, seed: int) -> d
             )
             keep = min(keep, m.weight.numel())
             thresh = m.weight.abs().flatten().kthvalue(m.weight.numel() - keep + 1).values
-            masks[rec["name"]] = (m.weight.abs() >= thresh).float()
-            m.weight.mul_(masks[rec["name"]])
-
-    def grad_hook(_m, _s):
-        for n, mask in masks.items():
-            if layers[n].weight.grad is not None:
-                layers[n].weight.grad.mul_(mask)
-
-    @torch.no_grad()
-    def step_hook(_m, _s):
-        for n, mask in masks.items():
-            layers[n].weight.mul_(mask)
+            masks[f"{rec['name']}.weight"] = m.weight.abs() >= thresh
 
     epochs = prof.ssl.epochs + prof.finetune.epochs
     cfg = replace(prof.finetune, epochs=epochs, seed=seed + 2000)
@@ -358,8 +348,7 @@ def run_unstructured(ctx: RunContext, prof: Profile, like: dict, seed: int) -> d
         data,
         cfg,
         test=test,
-        grad_hooks=[grad_hook],
-        step_hooks=[step_hook],
+        callbacks=[FixedMask(masks)],  # zeroes the pruned weights when training starts
         checkpoint_dir=ctx.work("ssl", f"unstructured-s{seed}"),
     )
     model = model.cpu()

@@ -42,6 +42,10 @@ def _error(row: str, paper: str, source: str, scale: str = LENET_SCALE) -> Claim
         metric="test error increase of the shrunk net vs the dense baseline, pp",
         rule=at_most(0.5),
         scale_note=scale,
+        tuned=(f"strength_{row}",),
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     )
 
 
@@ -56,6 +60,7 @@ def _flops(row: str, layer: str, paper_fraction: float, source: str) -> Claim:
         metric=f"{layer} structured FLOP fraction (rows' x columns' / rows x columns)",
         rule=at_most(round(2 * paper_fraction, 4)),
         scale_note="Rule: at most twice the paper's fraction.",
+        tuned=(f"strength_{row}",),
     )
 
 
@@ -70,6 +75,8 @@ def _speed(row: str, layer: str, paper_speedup: float, source: str) -> Claim:
         metric=f"{layer} dense GEMM time / compact GEMM time, torch.mm, batch 256, 2 threads",
         rule=at_least(round(paper_speedup / 2, 3)),
         scale_note="Rule: at least half the paper's speedup (other CPU and BLAS).",
+        timing=True,
+        tuned=(f"strength_{row}",),
     )
 
 
@@ -99,6 +106,7 @@ CLAIMS = [
         metric="structured FLOP fraction over all Linear layers",
         rule=at_most(0.692),
         scale_note="Rule: at most twice the paper's fraction.",
+        tuned=("strength_mlp_a",),
     ),
     _error("mlp_b", "1.53% vs 1.43% (784-500-300 -> 434-174-78)", T3, "mnist5k; 4-epoch baseline."),
     Claim(
@@ -111,6 +119,7 @@ CLAIMS = [
         metric="structured FLOP fraction over all Linear layers",
         rule=at_most(0.33),
         scale_note="Rule: at most twice the paper's fraction.",
+        tuned=("strength_mlp_b",),
     ),
     Claim(
         id="depth_blocks_removed",
@@ -123,6 +132,7 @@ CLAIMS = [
         rule=at_least(1),
         scale_note="sklearn 8x8 digits (1433/364) instead of CIFAR-10; 6-epoch baseline, 3 SSL + "
         "1 fine-tune epoch; no data augmentation.",
+        tuned=("strength_depth",),
     ),
     Claim(
         id="depth_error",
@@ -134,6 +144,7 @@ CLAIMS = [
         metric="test error of the shrunk SSL net minus the dense ResNet-20's, pp",
         rule=at_most(0.5),
         scale_note="'No worse' is judged with 0.5 pp slack (2 of 364 test images).",
+        tuned=("strength_depth",),
     ),
     Claim(
         id="structured_vs_unstructured",
@@ -147,6 +158,8 @@ CLAIMS = [
         rule=at_least(1.5),
         scale_note="Rule: the structured speedup at least 1.5x the non-structured one. Accuracy "
         "of both is in the notes.",
+        timing=True,
+        tuned=("strength_lenet3",),
     ),
     Claim(
         id="resnet20_cifar_depth",
@@ -252,11 +265,11 @@ def run(ctx: RunContext) -> None:
         if row.net == "resnet":
             removed = sorted({b for r in rs for b in r["removed_blocks"]})
             ctx.note(target, f"Blocks removed over seeds: {removed or 'none'}.")
-    ctx.details["rows"] = {
-        name: [{k: v for k, v in r.items()} for r in rs] for name, rs in results.items()
-    }
-    ctx.details["unstructured"] = unstructured
-    ctx.details["strength"] = {name: row.strength for name, row in ROWS.items()}
+    ctx.detail(
+        "rows", {name: [{k: v for k, v in r.items()} for r in rs] for name, rs in results.items()}
+    )
+    ctx.detail("unstructured", unstructured)
+    ctx.detail("strength", {name: row.strength for name, row in ROWS.items()})
     draw_figures(ctx, results, unstructured)
 
 

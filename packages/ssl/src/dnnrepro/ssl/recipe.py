@@ -77,20 +77,19 @@ def learn_structure(
         replace(cfg.ssl, seed=seed),
         test=test,
         penalties=[reg],
-        step_hooks=[zero_small_hook()],
+        callbacks=[zero_small_hook()],
         checkpoint_dir=sub("ssl"),
         transform=transform,
     )
     zeroed = zero_weak_groups(model, reg.layer_kinds(), cfg.rms_threshold)
     after_zero = evaluate(model, test, transform=transform)["accuracy"]
-    grad_hook, step_hook = freeze_structure(model)
+    frozen = freeze_structure(model)
     ft = fit(
         model,
         train,
         replace(cfg.finetune, seed=seed + 1000),
         test=test,
-        grad_hooks=[grad_hook],
-        step_hooks=[step_hook],
+        callbacks=[frozen],
         checkpoint_dir=sub("finetune"),
         transform=transform,
     )

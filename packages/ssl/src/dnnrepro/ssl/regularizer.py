@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.sparsity import FixedMask
+from dnnrepro.core.train import Callback
 
 from .groups import group_matrix, group_norms, group_size, sqrt_multiplier
 
@@ -163,13 +165,19 @@ def zero_small(model: nn.Module, threshold: float = ZEROUT_THRESHOLD) -> int:
     return zeros
 
 
-def zero_small_hook(threshold: float = ZEROUT_THRESHOLD):
-    """A ``step_hooks`` entry for fit: :func:`zero_small` after each optimizer step."""
+class ZeroSmall(Callback):
+    """A fit callback: :func:`zero_small` after each optimizer step (stateless)."""
 
-    def hook(model: nn.Module, _step: int) -> None:
-        zero_small(model, threshold)
+    def __init__(self, threshold: float = ZEROUT_THRESHOLD):
+        self.threshold = threshold
 
-    return hook
+    def after_step(self, model: nn.Module, step: int) -> None:
+        zero_small(model, self.threshold)
+
+
+def zero_small_hook(threshold: float = ZEROUT_THRESHOLD) -> ZeroSmall:
+    """The fit callback that runs :func:`zero_small` after each optimizer step."""
+    return ZeroSmall(threshold)
 
 
 @torch.no_grad()
@@ -214,21 +222,10 @@ def structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     return masks
 
 
-def freeze_structure(model: nn.Module):
-    """(grad_hook, step_hook) for fit that keep every zero row and column of the model at 0."""
-    masks = structure_masks(model)
-    layers = prunable_layers(model)
+def freeze_structure(model: nn.Module) -> FixedMask:
+    """The fit callback (a core FixedMask) that keeps every zero row and column of the model at 0.
 
-    def grad_hook(_model: nn.Module, _step: int) -> None:
-        for name, mask in masks.items():
-            g = layers[name].weight.grad
-            if g is not None:
-                g.mul_(mask)
-
-    @torch.no_grad()
-    def step_hook(_model: nn.Module, _step: int) -> None:
-        # momentum can carry old velocity into masked entries; re-apply the mask after the step
-        for name, mask in masks.items():
-            layers[name].weight.mul_(mask)
-
-    return grad_hook, step_hook
+    It zeroes the masked gradients and, after each step, the masked weights (momentum can carry
+    old velocity into masked entries).
+    """
+    return FixedMask({f"{name}.weight": mask for name, mask in structure_masks(model).items()})

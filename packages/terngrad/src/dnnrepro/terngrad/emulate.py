@@ -5,9 +5,9 @@ hook would deliver: same scalers, same MAX sharing, same random streams (seeded 
 and parameter name), same integer sums and the same float decode. The transport is skipped because
 every exact wire delivers the same integer sums (the tests check that against real gloo runs).
 
-:class:`VirtualWorkers` trains with it inside ``dnnrepro.core.train.fit``: its ``loss_fn`` splits
-the total batch into N equal worker batches and computes all N gradients in one vectorized pass
-(torch.func), its ``grad_hook`` replaces the gradients by the emulated TernGrad mean.
+:class:`VirtualWorkers` trains with it inside ``dnnrepro.core.train.fit``: its ``grad_fn`` splits
+the total batch into N equal worker batches, computes all N gradients in one vectorized pass
+(torch.func) and installs the emulated TernGrad mean as the parameters' gradients.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class VirtualWorkers:
     """Plug N emulated TernGrad workers into ``dnnrepro.core.train.fit``.
 
     Use ``fit(model, data, TrainConfig(batch_size=total_batch, weight_decay=0, ...),
-    loss_fn=vw.loss_fn, grad_hooks=[vw.grad_hook])``: the weight decay goes here (``weight_decay``)
+    grad_fn=vw.grad_fn)``: the weight decay goes here (``weight_decay``)
     because the authors put it in the loss, so each worker's decay term is ternarized with its
     gradient. The total batch must be divisible by ``workers``.
     """
@@ -125,19 +125,15 @@ class VirtualWorkers:
     config: EmulatorConfig
     weight_decay: float = 0.0
     stats: dict = field(default_factory=dict)
-    _pending: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self):
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"workers must be in 1..{MAX_WORKERS}, not {self.workers}")
         self._params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
-    def loss_fn(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Compute every worker's gradient of its share of (x, y); return the mean loss.
-
-        The returned loss has no graph into the model (fit's backward is then a no-op); the
-        gradients are installed by :meth:`grad_hook`.
-        """
+    def grad_fn(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        """fit's ``grad_fn``: every worker's gradient of its share of (x, y), emulated TernGrad
+        mean installed in ``p.grad``; returns the mean worker loss (detached)."""
         from torch.func import functional_call, grad_and_value, vmap
 
         n = self.workers
@@ -155,15 +151,8 @@ class VirtualWorkers:
         grads, losses = vmap(grad_and_value(worker_loss), in_dims=(None, 0, 0))(params, xs, ys)
         if self.weight_decay:
             grads = {k: g + self.weight_decay * params[k] for k, g in grads.items()}
-        self._pending = grads
-        return losses.mean().detach().requires_grad_()
-
-    def grad_hook(self, model: nn.Module, step: int) -> None:
-        """Install the emulated mean gradient of the batch that loss_fn just saw."""
-        if self._pending is None:
-            raise ConfigError("VirtualWorkers.grad_hook ran without loss_fn (pass both to fit)")
-        per_worker = [{k: g[i] for k, g in self._pending.items()} for i in range(self.workers)]
+        per_worker = [{k: g[i] for k, g in grads.items()} for i in range(self.workers)]
         mean = emulate(per_worker, self.config, step, self.stats)
         for name, p in self._params.items():
             p.grad = mean[name].to(p.dtype)
-        self._pending = None
+        return losses.mean().detach()

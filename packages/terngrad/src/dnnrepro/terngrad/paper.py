@@ -33,247 +33,283 @@ SCALE = (
 )
 CLAIMS = [
     Claim(
-        "lenet-matches-fp32",
-        "LeNet: TernGrad matches fp32 SGD for N = 2..64 workers at total batch 64",
-        "-0.22 .. +0.15",
-        "pp accuracy vs fp32",
-        "LeNet figure",
-        "secondary",
-        "worst (min over N in 2..64) TernGrad(c=2.5) minus fp32 test accuracy, pp, emulated workers",
-        at_least(-1.0),
+        id="lenet-matches-fp32",
+        statement="LeNet: TernGrad matches fp32 SGD for N = 2..64 workers at total batch 64",
+        paper_value="-0.22 .. +0.15",
+        unit="pp accuracy vs fp32",
+        source="LeNet figure",
+        confidence="secondary",
+        metric="worst (min over N in 2..64) TernGrad(c=2.5) minus fp32 test accuracy, pp, emulated workers",
+        rule=at_least(-1.0),
         scale_note=SCALE + ".",
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
-        "mlp-matches-fp32",
-        "A fully connected net (784-300-100-10): TernGrad matches fp32 SGD",
-        "no MLP in the paper (our FC-heavy check)",
-        "",
-        "extension",
-        "unverified",
-        "worst (min over N in {2, 8, 32}) TernGrad(c=2.5) minus fp32 test accuracy, pp",
-        at_least(-1.0),
+        id="mlp-matches-fp32",
+        statement="A fully connected net (784-300-100-10): TernGrad matches fp32 SGD",
+        paper_value="no MLP in the paper (our FC-heavy check)",
+        unit="",
+        source="extension",
+        confidence="unverified",
+        metric="worst (min over N in {2, 8, 32}) TernGrad(c=2.5) minus fp32 test accuracy, pp",
+        rule=at_least(-1.0),
         scale_note=SCALE + ".",
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
-        "gloo-matches-fp32",
-        "Real gloo DDP with the hook (a2a, base3): TernGrad matches fp32 DDP on LeNet",
-        "-0.22 .. +0.15",
-        "pp accuracy vs fp32",
-        "LeNet figure",
-        "secondary",
-        "worst (min over N in {2, 4} processes) TernGrad minus fp32 DDP test accuracy, pp",
-        at_least(-1.0),
+        id="gloo-matches-fp32",
+        statement="Real gloo DDP with the hook (a2a, base3): TernGrad matches fp32 DDP on LeNet",
+        paper_value="-0.22 .. +0.15",
+        unit="pp accuracy vs fp32",
+        source="LeNet figure",
+        confidence="secondary",
+        metric="worst (min over N in {2, 4} processes) TernGrad minus fp32 DDP test accuracy, pp",
+        rule=at_least(-1.0),
         scale_note=SCALE + "; real processes on 2 cores.",
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
-        "gloo-ranks-identical",
-        "All ranks hold bit-identical parameters after training (each applies the same decoded mean)",
-        "parameter localization, Sec. 3",
-        "",
-        "verified",
-        "verified",
-        "fraction of gloo training runs (fp32 and TernGrad, N in {2, 4}) whose ranks' parameter sha256 agree",
-        at_least(1.0),
+        id="gloo-ranks-identical",
+        statement="All ranks hold bit-identical parameters after training (each applies the same decoded mean)",
+        paper_value="identical parameters on every rank",
+        unit="",
+        source="parameter localization, Sec. 3",
+        confidence="verified",
+        metric="fraction of gloo training runs (fp32 and TernGrad, N in {2, 4}) whose ranks' parameter sha256 agree",
+        rule=at_least(1.0),
+        kind="check",
+        kind_reason="an invariant of our DDP hook (every rank applies the same decoded mean)",
     ),
     Claim(
-        "noclip-loses-accuracy",
-        "Without gradient clipping TernGrad loses accuracy that clipping (c = 2.5) recovers",
-        "+2.98 (AlexNet 2 workers: 57.61 vs 54.63 top-1)",
-        "pp",
-        "Table 2",
-        "secondary",
-        "mean over N in {2, 16} (small) of TernGrad(c=2.5) minus TernGrad(no clip) accuracy on LeNet, pp",
-        at_least(0.5),
+        id="noclip-loses-accuracy",
+        statement="Without gradient clipping TernGrad loses accuracy that clipping (c = 2.5) recovers",
+        paper_value="+2.98 (AlexNet 2 workers: 57.61 vs 54.63 top-1)",
+        unit="pp",
+        source="Table 2",
+        confidence="secondary",
+        metric="mean over N in {2, 16} (small) of TernGrad(c=2.5) minus TernGrad(no clip) accuracy on LeNet, pp",
+        rule=at_least(0.5),
         scale_note="LeNet/mnist5k instead of AlexNet/ImageNet; the brief expects the gap, if any, only on large models.",
+        test_size=1000,
+        test_scale=100.0,
+        test_difference=True,
     ),
     Claim(
-        "unbiased",
-        "Stochastic ternarization is unbiased: E[g~] = g",
-        "E[g~] = g",
-        "",
-        "Sec. 3 / poster",
-        "verified",
-        "observed ||mean of K draws - g||^2 over its expectation sum_k Var_k / K, real LeNet gradients (1 = unbiased)",
-        between(0.8, 1.25),
+        id="unbiased",
+        statement="Stochastic ternarization is unbiased: E[g~] = g",
+        paper_value="E[g~] = g",
+        unit="",
+        source="Sec. 3 / poster",
+        confidence="verified",
+        metric="observed ||mean of K draws - g||^2 over its expectation sum_k Var_k / K, real LeNet gradients (1 = unbiased)",
+        rule=between(0.8, 1.25),
+        kind="check",
+        kind_reason="an identity of stochastic ternarization (E[g~] = g), checked on our implementation",
     ),
     Claim(
-        "second-moment",
-        "E||g~||^2 = ||g||_inf * ||g||_1 (the variance bound behind assumption A3)",
-        "E||g~||^2 = ||g||_inf ||g||_1",
-        "",
-        "Sec. 3 (derived)",
-        "verified",
-        "mean over draws of ||g~||^2 divided by ||g||_inf ||g||_1, real LeNet gradients",
-        within(1.0, 0.02),
+        id="second-moment",
+        statement="E||g~||^2 = ||g||_inf * ||g||_1 (the variance bound behind assumption A3)",
+        paper_value="E||g~||^2 = ||g||_inf ||g||_1",
+        unit="",
+        source="Sec. 3 (derived)",
+        confidence="verified",
+        metric="mean over draws of ||g~||^2 divided by ||g||_inf ||g||_1, real LeNet gradients",
+        rule=within(1.0, 0.02),
+        kind="check",
+        kind_reason="an identity of stochastic ternarization, checked on our implementation",
     ),
     Claim(
-        "bound-ordering",
-        "||g||_2^2 <= ||g||_inf ||g||_1 (A3 is stronger than SGD's bound)",
-        "<= 1",
-        "ratio",
-        "poster, slides p.6",
-        "verified",
-        "max over layers and batches of ||g||^2 / (||g||_inf ||g||_1), real LeNet gradients",
-        at_most(1.0),
+        id="bound-ordering",
+        statement="||g||_2^2 <= ||g||_inf ||g||_1 (A3 is stronger than SGD's bound)",
+        paper_value="<= 1",
+        unit="ratio",
+        source="poster, slides p.6",
+        confidence="verified",
+        metric="max over layers and batches of ||g||^2 / (||g||_inf ||g||_1), real LeNet gradients",
+        rule=at_most(1.0),
+        kind="check",
+        kind_reason="a norm inequality that holds for every vector (||g||_2^2 <= ||g||_inf ||g||_1)",
     ),
     Claim(
-        "aggregate-levels",
-        "With shared scalers the aggregate of N workers takes at most 2N+1 values",
-        "2N+1",
-        "levels",
-        "Eq. 4 (summary)",
-        "secondary",
-        "max over layers, steps and N of (distinct values of the emulated mean gradient) / (2N+1)",
-        at_most(1.0),
+        id="aggregate-levels",
+        statement="With shared scalers the aggregate of N workers takes at most 2N+1 values",
+        paper_value="2N+1",
+        unit="levels",
+        source="Eq. 4 (summary)",
+        confidence="secondary",
+        metric="max over layers, steps and N of (distinct values of the emulated mean gradient) / (2N+1)",
+        rule=at_most(1.0),
+        kind="check",
+        kind_reason="arithmetic: N ternary vectors with a shared scaler sum to at most 2N+1 levels",
     ),
     Claim(
-        "fc-zeros",
-        "Most ternary gradient elements are zero with clipping",
-        "71.32% (AlexNet fc6)",
-        "zeros",
-        "Fig. 4c",
-        "unverified",
-        "fraction of zero trits in LeNet fc1 with c = 2.5 over the emulated runs (N = 2)",
-        between(0.6, 0.8),
+        id="fc-zeros",
+        statement="Most ternary gradient elements are zero with clipping",
+        paper_value="71.32% (AlexNet fc6)",
+        unit="zeros",
+        source="Fig. 4c",
+        confidence="unverified",
+        metric="fraction of zero trits in LeNet fc1 with c = 2.5 over the emulated runs (N = 2)",
+        rule=between(0.6, 0.8),
         scale_note="LeNet fc1 instead of AlexNet fc6.",
     ),
     Claim(
-        "upload-compression",
-        "Upload compression vs fp32 close to 32/log2(3)",
-        "20.18",
-        "x",
-        "Sec. 3",
-        "secondary",
-        "32 bits / bits per element of base3-packed trits of a LeNet gradient (431,080 elements)",
-        within(20.18, 0.5),
+        id="upload-compression",
+        statement="Upload compression vs fp32 close to 32/log2(3)",
+        paper_value="20.18",
+        unit="x",
+        source="Sec. 3",
+        confidence="secondary",
+        metric="32 bits / bits per element of base3-packed trits of a LeNet gradient (431,080 elements)",
+        rule=within(20.18, 0.5),
+        kind="check",
+        kind_reason="arithmetic: 32 bits over the bits per element of base-3 packing (32/log2(3) by definition)",
     ),
     Claim(
-        "bytes-a2a-n4",
-        "Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 4",
-        ">= 10 (issue target; 10.7x for 2-bit in the brief's table)",
-        "x fewer bytes",
-        "brief 1.9",
-        "secondary",
-        "fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 4 (formula checked against gloo counts)",
-        at_least(10.0),
+        id="bytes-a2a-n4",
+        statement="Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 4",
+        paper_value=">= 10 (issue target; 10.7x for 2-bit in the brief's table)",
+        unit="x fewer bytes",
+        source="brief 1.9",
+        confidence="secondary",
+        metric="fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 4 (formula checked against gloo counts)",
+        rule=at_least(10.0),
+        kind="check",
+        kind_reason="the bytes formula of our wire, evaluated; not a measurement of the paper's result",
     ),
     Claim(
-        "bytes-a2a-n32",
-        "Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 32",
-        ">= 7 (issue target; 7.1x for 2-bit in the brief's table)",
-        "x fewer bytes",
-        "brief 1.9",
-        "secondary",
-        "fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 32 (formula)",
-        at_least(7.0),
+        id="bytes-a2a-n32",
+        statement="Default exact wire (a2a, base3) vs fp32 ring allreduce at N = 32",
+        paper_value=">= 7 (issue target; 7.1x for 2-bit in the brief's table)",
+        unit="x fewer bytes",
+        source="brief 1.9",
+        confidence="secondary",
+        metric="fp32 ring bytes / a2a-base3 bytes one rank sends per LeNet step, N = 32 (formula)",
+        rule=at_least(7.0),
+        kind="check",
+        kind_reason="the bytes formula of our wire, evaluated; not a measurement of the paper's result",
     ),
     Claim(
-        "bytes-formula-exact",
-        "The wire formula equals the bytes the hook hands to each collective",
-        "exact",
-        "bytes",
-        "our engine",
-        "verified",
-        "max |counted - formula| bytes over every wire, codec and collective, gloo N in {2, 4, 8}",
-        at_most(0.0),
+        id="bytes-formula-exact",
+        statement="The wire formula equals the bytes the hook hands to each collective",
+        paper_value="exact",
+        unit="bytes",
+        source="our engine",
+        confidence="verified",
+        metric="max |counted - formula| bytes over every wire, codec and collective, gloo N in {2, 4, 8}",
+        rule=at_most(0.0),
+        kind="check",
+        kind_reason="self-consistency of our engine: counted bytes equal the formula",
     ),
     Claim(
-        "perf-speedup-grows-with-workers",
-        "Modelled TernGrad speedup grows with the number of GPUs (1..512)",
-        "qualitative",
-        "",
-        "Fig. 5, slides p.11",
-        "verified",
-        "fraction of GPU-count doublings (1..512, 3 nets x 2 clusters, a2a-base3) where the speedup does not fall",
-        at_least(0.9),
+        id="perf-speedup-grows-with-workers",
+        statement="Modelled TernGrad speedup grows with the number of GPUs (1..512)",
+        paper_value="qualitative",
+        unit="",
+        source="Fig. 5, slides p.11",
+        confidence="verified",
+        metric="fraction of GPU-count doublings (1..512, 3 nets x 2 clusters, a2a-base3) where the speedup does not fall",
+        rule=at_least(0.9),
         scale_note="our own performance model (the paper's formula is unpublished); assumed GPU rates.",
     ),
     Claim(
-        "perf-speedup-lower-bandwidth",
-        "Modelled speedup is larger on 1 Gb/s Ethernet than on 100 Gb/s InfiniBand",
-        "qualitative",
-        "",
-        "Fig. 5",
-        "verified",
-        "min over nets and N in 8..512 of speedup(Ethernet) / speedup(InfiniBand)",
-        at_least(1.0),
+        id="perf-speedup-lower-bandwidth",
+        statement="Modelled speedup is larger on 1 Gb/s Ethernet than on 100 Gb/s InfiniBand",
+        paper_value="qualitative",
+        unit="",
+        source="Fig. 5",
+        confidence="verified",
+        metric="min over nets and N in 8..512 of speedup(Ethernet) / speedup(InfiniBand)",
+        rule=at_least(1.0),
         scale_note="our own performance model.",
     ),
     Claim(
-        "perf-speedup-fc-layers",
-        "Modelled speedup is larger for nets with more FC parameters: VGG-A > AlexNet > GoogLeNet",
-        "qualitative",
-        "",
-        "Fig. 5",
-        "verified",
-        "fraction of (cluster, N in 8..512) points where speedup VGG-A >= AlexNet >= GoogLeNet",
-        at_least(0.9),
+        id="perf-speedup-fc-layers",
+        statement="Modelled speedup is larger for nets with more FC parameters: VGG-A > AlexNet > GoogLeNet",
+        paper_value="qualitative",
+        unit="",
+        source="Fig. 5",
+        confidence="verified",
+        metric="fraction of (cluster, N in 8..512) points where speedup VGG-A >= AlexNet >= GoogLeNet",
+        rule=at_least(0.9),
         scale_note="our own performance model.",
     ),
     Claim(
-        "perf-alexnet-8gpu-ethernet",
-        "AlexNet on 8 GPUs over Ethernet: modelled speedup",
-        "3.04",
-        "x",
-        "Fig. 5",
-        "unverified",
-        "modelled speedup, AlexNet, 8 GPUs, ethernet-1g, a2a-base3",
-        between(1.52, 6.08),
+        id="perf-alexnet-8gpu-ethernet",
+        statement="AlexNet on 8 GPUs over Ethernet: modelled speedup",
+        paper_value="3.04",
+        unit="x",
+        source="Fig. 5",
+        confidence="unverified",
+        metric="modelled speedup, AlexNet, 8 GPUs, ethernet-1g, a2a-base3",
+        rule=between(1.52, 6.08),
         scale_note="within a factor 2 of the paper's number; our model's GPU rate is assumed.",
     ),
     Claim(
-        "net-speedup-fc25m",
-        "Real slow network: TernGrad DDP steps faster than fp32 DDP on a communication-bound model",
-        ">= 3 (issue target; paper: up to 3.2x modelled)",
-        "x",
-        "issue 4 / Fig. 5",
-        "unverified",
-        "fp32 step time / TernGrad (a2a, base3) step time, 25.2M-parameter FC stack, 4 namespaces at 100 Mbit/s",
-        at_least(3.0),
+        id="net-speedup-fc25m",
+        statement="Real slow network: TernGrad DDP steps faster than fp32 DDP on a communication-bound model",
+        paper_value=">= 3 (issue target; paper: up to 3.2x modelled)",
+        unit="x",
+        source="issue 4 / Fig. 5",
+        confidence="unverified",
+        metric="fp32 step time / TernGrad (a2a, base3) step time, 25.2M-parameter FC stack, 4 namespaces at 100 Mbit/s",
+        rule=at_least(3.0),
         scale_note="measured by `dnnrepro terngrad netbench` (net.json); not run when net.json is absent.",
+        timing=True,
     ),
     Claim(
-        "net-model-error",
-        "The performance model, fed with measured machine parameters, predicts the measured speedups",
-        "within 25% (issue target)",
-        "",
-        "issue 4",
-        "unverified",
-        "max over every netbench configuration of |predicted - measured speedup| / measured speedup",
-        at_most(0.25),
+        id="net-model-error",
+        statement="The performance model, fed with measured machine parameters, predicts the measured speedups",
+        paper_value="within 25% (issue target)",
+        unit="",
+        source="issue 4",
+        confidence="unverified",
+        metric="max over every netbench configuration of |predicted - measured speedup| / measured speedup",
+        rule=at_most(0.25),
         scale_note="from net.json; not run when it is absent.",
+        kind="check",
+        timing=True,
+        kind_reason="our performance model checked against our own network measurements",
     ),
     Claim(
-        "net-bytes-exact",
-        "On the real network the bytes each rank hands to each collective equal the wire formula",
-        "exact",
-        "",
-        "issue 4",
-        "verified",
-        "fraction of netbench TernGrad runs whose per-bucket counted bytes equal collective_bytes",
-        at_least(1.0),
+        id="net-bytes-exact",
+        statement="On the real network the bytes each rank hands to each collective equal the wire formula",
+        paper_value="exact",
+        unit="",
+        source="issue 4",
+        confidence="verified",
+        metric="fraction of netbench TernGrad runs whose per-bucket counted bytes equal collective_bytes",
+        rule=at_least(1.0),
         scale_note="from net.json; not run when it is absent.",
+        kind="check",
+        kind_reason="self-consistency of our engine: counted bytes equal collective_bytes",
     ),
     Claim(
-        "cifarnet-table1",
-        "CifarNet/CIFAR-10, Adam 2e-4, total batch 128, 2 workers, 300K steps: TernGrad close to fp32",
-        "-0.92 (85.64 vs 86.56)",
-        "pp",
-        "Table 1",
-        "secondary",
-        "TernGrad minus fp32 test accuracy, pp, emulated 2 workers, the paper's hyper-parameters",
-        at_least(-1.5),
+        id="cifarnet-table1",
+        statement="CifarNet/CIFAR-10, Adam 2e-4, total batch 128, 2 workers, 300K steps: TernGrad close to fp32",
+        paper_value="-0.92 (85.64 vs 86.56)",
+        unit="pp",
+        source="Table 1",
+        confidence="secondary",
+        metric="TernGrad minus fp32 test accuracy, pp, emulated 2 workers, the paper's hyper-parameters",
+        rule=at_least(-1.5),
         profiles=("paper",),
     ),
     Claim(
-        "alexnet-table2",
-        "AlexNet/ImageNet, 2/4/8 workers: TernGrad matches fp32 top-1",
-        "+0.28 / -0.04 / +0.92",
-        "pp top-1",
-        "Table 2",
-        "secondary",
-        "TernGrad minus fp32 top-1, pp",
-        at_least(-1.0),
+        id="alexnet-table2",
+        statement="AlexNet/ImageNet, 2/4/8 workers: TernGrad matches fp32 top-1",
+        paper_value="+0.28 / -0.04 / +0.92",
+        unit="pp top-1",
+        source="Table 2",
+        confidence="secondary",
+        metric="TernGrad minus fp32 top-1, pp",
+        rule=at_least(-1.0),
         profiles=("paper",),
         scale_note="needs ImageNet and an AlexNet loader, which dnnrepro-core does not provide: not run.",
     ),
@@ -353,8 +389,7 @@ def _emulated_run(ctx: RunContext, p: dict, model_name: str, workers: int, arm: 
             (x, y),
             _train_config(p["steps"], len(x), seed, LR[ctx.profile]),
             test=(xt, yt),
-            loss_fn=vw.loss_fn,
-            grad_hooks=[vw.grad_hook],
+            grad_fn=vw.grad_fn,
             checkpoint_dir=ctx.work("emulated", model_name, arm, f"n{workers}", f"seed{seed}"),
         )
         zeros = vw.stats.get("zero_fraction", {})
@@ -409,7 +444,7 @@ def _gloo_runs(ctx: RunContext, p: dict, workers: int, train_jobs: bool) -> dict
                     }
                 )
         if jobs:
-            ctx.datasets.add(p["dataset"])
+            ctx.load(p["dataset"], "train")  # for provenance; the workers load it themselves
         configs = _bytes_configs()
         args = {"jobs": jobs, "check": {"configs": configs, "steps": 1}}
         per_rank = launch(gloo_worker, workers, args, timeout_s=1800)
@@ -533,7 +568,7 @@ def run(ctx: RunContext) -> None:
         ctx.record("noclip-loses-accuracy", clip_gap[seed])
     for z in zeros:
         ctx.record("fc-zeros", z)
-    ctx.details["accuracy_emulated"] = table
+    ctx.detail("accuracy_emulated", table)
 
     # ---- aggregate levels on real gradients (emulated, one step, every N)
     ctx.log("aggregate levels")
@@ -544,7 +579,7 @@ def run(ctx: RunContext) -> None:
     ctx.log(f"gloo DDP runs, N in {p['gloo_n']}; byte counts, N in {p['bytes_n']}")
     launches = {n: _gloo_runs(ctx, p, n, n in p["gloo_n"]) for n in p["bytes_n"]}
     gloo: dict[int, list[dict]] = {n: launches[n]["train"] for n in p["gloo_n"]}
-    ctx.details["gloo"] = {str(n): v for n, v in gloo.items()}
+    ctx.detail("gloo", {str(n): v for n, v in gloo.items()})
     identical = [r["identical"] for runs in gloo.values() for r in runs]
     ctx.record("gloo-ranks-identical", sum(identical) / len(identical))
     for seed in ctx.seeds:
@@ -577,7 +612,7 @@ def run(ctx: RunContext) -> None:
         ):
             label = wire if wire in ("int8", "fields") else f"{wire} {codec}"
             curves[label] = [bytes_per_element(wire, codec, n) for n in ns]
-    ctx.details["bytes_per_element"] = {"workers": ns, "curves": curves}
+    ctx.detail("bytes_per_element", {"workers": ns, "curves": curves})
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, ys in curves.items():
         ax.plot(ns, ys, marker="o", ms=3, label=label, lw=2.5 if label == "fp32 ring" else 1.2)
@@ -587,7 +622,7 @@ def run(ctx: RunContext) -> None:
     ax.set_ylabel("bytes sent per gradient element per worker")
     ax.set_title("LeNet bucket; formula = counted bytes (gloo, N = 2, 4, 8)")
     ax.legend(fontsize=7, ncol=2)
-    ctx.figure("bytes_per_element", fig, ctx.details["bytes_per_element"])
+    ctx.figure("bytes_per_element", fig, {"workers": ns, "curves": curves})
 
     # ---- accuracy figure
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -623,7 +658,7 @@ def run(ctx: RunContext) -> None:
             f"{model} on {p['dataset']}, {p['steps']} steps, mean of {len(ctx.seeds)} seeds"
         )
         ax.legend(fontsize=7)
-    ctx.figure("accuracy_vs_workers", fig, ctx.details["accuracy_emulated"])
+    ctx.figure("accuracy_vs_workers", fig, table)
 
     _perfmodel_claims(ctx, plt)
     _net_claims(ctx)
@@ -634,10 +669,11 @@ def _net_claims(ctx: RunContext) -> None:
     """Claims measured by ``dnnrepro terngrad netbench`` (needs root), read from its net.json."""
     import json
 
-    path = ctx.out_dir / "net.json"
+    # netbench writes to the package's results folder, one above the profile's out_dir
+    path = ctx.out_dir.parent / "net.json"
     if ctx.profile == "smoke" or not path.exists():
         return
-    doc = json.loads(path.read_text())
+    doc = json.loads(ctx.input(path).read_text())
     rows = [r for c in doc["configs"] for r in c["rows"]]
     target = [
         r for r in rows
@@ -648,9 +684,9 @@ def _net_claims(ctx: RunContext) -> None:
     ctx.record("net-model-error", max(r["speedup_error"] for r in rows))
     tern = [r for r in rows if r["method"] != "fp32"]
     ctx.record("net-bytes-exact", sum(r["bytes_match_formula"] for r in tern) / len(tern))
-    ctx.details["net"] = {"source": "net.json", "configs": len(doc["configs"])}
-    if (ctx.out_dir / "net.png").exists() and "net.png" not in ctx.figures:
-        ctx.figures.append("net.png")
+    ctx.detail("net", {"source": "net.json", "configs": len(doc["configs"])})
+    if (ctx.out_dir.parent / "net.png").exists():
+        ctx.figure("net", ctx.out_dir.parent / "net.png", doc)
 
 
 def _levels_check(ctx: RunContext, p: dict) -> float:
@@ -677,7 +713,7 @@ def _levels_check(ctx: RunContext, p: dict) -> float:
 
 def _perfmodel_claims(ctx: RunContext, plt) -> None:
     data = perfmodel.sweep("a2a", "base3")
-    ctx.details["perfmodel"] = data
+    ctx.detail("perfmodel", data)
     counts = perfmodel.GPU_COUNTS
     holds, total = 0, 0
     for rows in data.values():
@@ -739,12 +775,11 @@ def _paper_only(ctx: RunContext) -> None:
                 model, 2, EmulatorConfig(seed=seed, enabled=arm != "fp32"), weight_decay=4e-3
             )
             config = train.TrainConfig(
-                epochs=-(-300_000 * 128 // len(xtr)),
+                steps=300_000,
                 batch_size=128,
                 lr=2e-4,
                 optimizer="adam",
                 seed=seed,
-                max_steps=300_000,
                 checkpoint_every=1000,
                 progress=False,
             )
@@ -753,8 +788,7 @@ def _paper_only(ctx: RunContext) -> None:
                 (xtr, ytr),
                 config,
                 test=(xte, yte),
-                loss_fn=vw.loss_fn,
-                grad_hooks=[vw.grad_hook],
+                grad_fn=vw.grad_fn,
                 checkpoint_dir=ctx.work("cifarnet", arm, f"seed{seed}"),
             )
             acc[arm] = res.final["test_accuracy"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from dnnrepro.core.errors import ConfigError
-from dnnrepro.core.train import TrainConfig, TrainResult, fit, seed_everything
+from dnnrepro.core.train import Callback, TrainConfig, TrainResult, fit, seed_everything
 
 from .penalty import VariancePenalty
 from .tea import TeaNet, build
@@ -51,9 +51,11 @@ class TeaTrainSpec:
         )
 
 
-def clip_hook(model: TeaNet, step: int) -> None:
-    """Keep the trained parameters inside the chip's ranges after every step."""
-    model.clip_()
+class ClipToChip(Callback):
+    """Keep the trained parameters inside the chip's ranges after every step (stateless)."""
+
+    def after_step(self, model: TeaNet, step: int) -> None:
+        model.clip_()
 
 
 def train_tea(
@@ -84,7 +86,7 @@ def train_tea(
         spec.config(threads),
         test=test,
         penalties=[penalty] if penalty is not None else [],
-        step_hooks=[clip_hook],
+        callbacks=[ClipToChip()],
         checkpoint_dir=checkpoint_dir,
     )
     return model, result
