@@ -59,7 +59,14 @@ def test_package_shape_and_metadata(pkg):
     assert project["name"] == f"dnnrepro-{pkg}"
     assert meta["build-system"]["build-backend"] == "poetry.core.masonry.api"
     deps = " ".join(project["dependencies"])
-    assert re.search(r"dnnrepro-core\s*>=\s*0\.1\s*,\s*<\s*0\.2", deps), deps
+    # the package's core range must admit the core in this repository (CONTRIBUTING.md, releases)
+    from packaging.requirements import Requirement
+
+    core = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"] if r.startswith("dnnrepro-core")]
+    assert len(reqs) == 1, deps
+    assert reqs[0].specifier.contains(core["version"]), f"{pkg}: {reqs[0]} excludes the core"
+    assert re.search(r"<\s*\d+\.\d+", str(reqs[0].specifier)), f"{pkg}: no upper bound on the core"
     assert "file:" not in deps and "path" not in deps
     eps = project["entry-points"]["dnnrepro.papers"]
     assert eps == {pkg: f"dnnrepro.{module}.paper:PAPER"}
