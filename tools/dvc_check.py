@@ -30,8 +30,9 @@ def main() -> int:
     if status:
         print(f"dvc_check: data/ differs from data.dvc: {json.dumps(status)}", file=sys.stderr)
         print(
-            "dvc_check: rebuild with `nox -s data`; if the change is intended, run "
-            "`dvc add data` and commit data.dvc",
+            "dvc_check: rebuild with `nox -s data` (data/baselines/lenet-mnist needs the MNIST "
+            "files: `DNNREPRO_DATA=data dnnrepro data baselines --data-dir ../shared/data`); if "
+            "the change is intended, run `dvc add data` and commit data.dvc",
             file=sys.stderr,
         )
         return 1

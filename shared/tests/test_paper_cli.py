@@ -173,5 +173,8 @@ def test_cli_missing_full_data_is_one_line_and_exit_2(fake_cli, tmp_path, capsys
 
 
 def test_cli_data_verify(fake_cli, capsys, data_dir):
+    from dnnrepro.core import data
+
+    data.materialize(["digits"], data_dir)  # verify fails on a folder holding none of the files
     assert cli.main(["data", "verify", "--data-dir", str(data_dir)]) == 0
     assert "digits-test.npz" in capsys.readouterr().out
