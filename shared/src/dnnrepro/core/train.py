@@ -342,8 +342,10 @@ class _Progress:
     def __init__(self, enabled: bool, total: int, initial: int):
         self.bar = None
         if enabled:
-            from tqdm import tqdm
-
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm is an extra ([reproduce]): a library user may lack it
+                return
             self.bar = tqdm(total=total, initial=initial, unit="step", leave=False)
 
     def update(self, loss: float) -> None:
