@@ -24,8 +24,6 @@ TIMEOUT_S = 180
 # test XPASSes and fails, so the entry must be removed in the same change that fixes it.
 KNOWN_BROKEN = {
     "forcereg": "API section is a fragment (NameError: model); issue 24 item 5",
-    "holistic-sparsecnn": "API section is a fragment (NameError: conv); issue 24 item 5",
-    "poisongen": "API section is a fragment (NameError: x); issue 24 item 5",
     "ssl": "API section is a fragment (NameError: model); issue 24 item 5",
     "terngrad": "API section is a fragment (NameError: model); issue 24 item 5",
 }

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dnnrepro.core.train import TrainConfig
-from dnnrepro.poisongen.experiment import Setting, run_seed
-from dnnrepro.poisongen.paper import SETTINGS
+from dnnrepro.poisongen.config import CIFAR10, Setting
+from dnnrepro.poisongen.experiment import run_seed
 
 TINY = dict(
     n_poisons=2,
@@ -22,6 +22,7 @@ TINY = dict(
     retrain_clean=18,
     target_max_steps=3,
     amortize_over=10,
+    timing_repeats=7,
 )
 
 
@@ -41,7 +42,7 @@ def test_cifar_setting_runs_end_to_end_on_fake_images(tmp_path, monkeypatch):
         "fd_direction",
         lambda self, x, y, prev: self.hypergradient(x, y).sign(),
     )
-    cifar = next(s for s in SETTINGS["paper"] if s.dataset == "cifar10")
+    cifar = CIFAR10
     setting = Setting(
         "cifar10",
         delta=cifar.delta,

@@ -4,7 +4,9 @@ import pytest
 
 from dnnrepro.core.cli import main
 from dnnrepro.core.paper import reproduce
-from dnnrepro.poisongen.paper import CLAIMS, PAPER, SETTINGS
+from dnnrepro.poisongen.claims import CLAIMS
+from dnnrepro.poisongen.config import PROFILES
+from dnnrepro.poisongen.paper import PAPER
 
 
 def test_claims_are_declared_as_data():
@@ -12,7 +14,9 @@ def test_claims_are_declared_as_data():
     assert len(ids) == len(set(ids))
     assert {"speedup", "degradation_direct", "generative_vs_direct", "detect_tpr"} <= set(ids)
     assert PAPER.default_seeds["small"] >= 3
-    assert all(s.n_poisons >= 1 for settings in SETTINGS.values() for s in settings)
+    assert all(s.n_poisons >= 1 for p in PROFILES.values() for s in p.settings)
+    assert PAPER.default_seeds == {name: p.seeds for name, p in PROFILES.items()}
+    assert PAPER.bench is not None  # dnnrepro poisongen bench
     paper_only = {c.id for c in CLAIMS if c.profiles == ("paper",)}
     assert paper_only == {"speedup_cifar", "detect_auc_cifar"}
 

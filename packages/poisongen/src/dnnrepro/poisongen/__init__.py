@@ -7,6 +7,9 @@ For evaluating defences. Public API::
     x_p, y_p = GenerativeAttack(model, (x, y)).fit().poison(x_seed, y_seed)
     report, is_clean = LossDetector(model, (x_hold, y_hold), quantile=0.99).detect(x_p, y_p)
     result = evaluate(model, (x_p, y_p), (x_test, y_test), mode="per_point")
+    attack.set_evasion(detector)  # adaptive attacker: poisons kept under the detector's threshold
+
+ART classes (optional extra ``[art]``): ``dnnrepro.poisongen.art_adapter``.
 """
 
 from .detect import LossDetector, roc_auc, roc_curve

@@ -21,6 +21,7 @@ import torch
 from dnnrepro.core import checkpoint
 from dnnrepro.core import data as core_data
 from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.io import write_json, write_text
 
 from .detect import LossDetector
 from .direct import DirectGradientAttack
@@ -115,6 +116,26 @@ def _detect(args) -> int:
     return 0
 
 
+def _compare_defences(args) -> int:
+    try:
+        from .art_adapter import defence_table, table_markdown
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.n < 1:
+        raise ConfigError("--n must be >= 1")
+    args.seed = 0
+    model, (x, y), (xt, yt) = _target(args)
+    half = len(xt) // 2  # first half of the test split: the threshold's clean hold-out
+    result = defence_table(model, (x, y), (xt[:half], yt[:half]), n_poisons=args.n)
+    result["dataset"] = args.dataset
+    out = Path(args.out)
+    write_json(out / "defences.json", result)
+    write_text(out / "defences.md", table_markdown(result) + "\n")
+    print(table_markdown(result))
+    print(f"wrote {out / 'defences.json'} and {out / 'defences.md'}")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``attack`` and ``detect`` next to ``reproduce``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -145,3 +166,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--poisons", default="poisons", help="stem written by 'attack'")
     d.add_argument("--quantile", type=float, default=0.99, help="in (0, 1)")
     d.set_defaults(func=_detect)
+    c = subparsers.add_parser(
+        "compare-defences",
+        parents=[common],
+        help="our loss filter vs ART's ActivationDefence and SpectralSignatureDefense (needs [art])",
+    )
+    c.add_argument("--dataset", default="mnist5k", help=f"one of {', '.join(TARGETS)}")
+    c.add_argument("--n", type=int, default=20, help="poisons per kind")
+    c.add_argument("--out", default="paper_results/poisongen", help="folder for defences.json/.md")
+    c.add_argument("--target-steps", type=int, default=None, help="as for attack (quick trials)")
+    c.set_defaults(func=_compare_defences)

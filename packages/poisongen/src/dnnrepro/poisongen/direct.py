@@ -148,7 +148,9 @@ class DirectGradientAttack(PoisoningAttack):
     def poison_one(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Optimise one seed (x (C,H,W), poison label y): ``rounds`` sign steps, clipped."""
         lo, hi = self.clip
-        xp = x.detach().clone()
+        # with evasion on (set_evasion), the seed and every round's result are projected under
+        # the detector's threshold, so the attack optimises among undetected poisons
+        xp = self.project(x.detach().clone()[None], y[None])[0]
         previous = self.loss_after_step(xp, y) if self.mode == "faithful" else 0.0
         for _ in range(self.rounds):
             if self.mode == "faithful":
@@ -156,6 +158,7 @@ class DirectGradientAttack(PoisoningAttack):
             else:
                 direction = self.hypergradient(xp, y).sign()
             xp = (xp + self.step * direction).clamp_(lo, hi)
+            xp = self.project(xp[None], y[None])[0]
             if self.mode == "faithful":
                 previous = self.loss_after_step(xp, y)
             self.stats["rounds"] += 1

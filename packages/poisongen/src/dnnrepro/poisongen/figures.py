@@ -18,6 +18,8 @@ STYLE = {
     "direct-exact": ("tab:orange", "--"),
     "generative-faithful": ("tab:blue", "-"),
     "generative-unrolled": ("tab:cyan", "--"),
+    "direct-faithful-adaptive": ("tab:red", "-."),
+    "generative-faithful-adaptive": ("tab:blue", "-."),
     "label-flip": ("tab:gray", ":"),
     "clean": ("black", ":"),
 }

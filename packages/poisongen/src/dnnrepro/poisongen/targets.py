@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError
@@ -116,15 +117,17 @@ def train_target(
     config = TrainConfig(**{**spec.config.__dict__, "seed": seed, "max_steps": max_steps})
     if epochs is not None:
         config.epochs = epochs
-    transform = None
+    loss_fn = None
     if spec.crop:
-        # a fresh random crop per batch; seeded by a counter so a resumed run differs only in RNG
-        state = {"calls": 0}
+        # a fresh random crop per batch, seeded by fit's step (persisted in its checkpoint): a
+        # resumed run draws the same crops as an uninterrupted one
+        def loss_fn(net, xb, yb, step):
+            crops = random_crop_flip(xb.cpu(), spec.crop, seed * 1_000_003 + step).to(xb.device)
+            return F.cross_entropy(net(crops), yb)
 
-        def transform(batch):
-            state["calls"] += 1
-            return random_crop_flip(batch, spec.crop, seed * 1_000_003 + state["calls"])
-
-    result = fit(model, (x, y), config, transform=transform, checkpoint_dir=checkpoint_dir)
+    result = fit(model, (x, y), config, loss_fn=loss_fn, checkpoint_dir=checkpoint_dir)
     model.eval()
-    return model, {"seconds": result.seconds, "train_loss": result.final["train_loss"]}
+    # the last epoch's mean loss comes from fit's history, which its checkpoint keeps: the same
+    # after a resume that ran no step
+    last = result.history[-1]["train_loss"] if result.history else float("nan")
+    return model, {"seconds": result.seconds, "train_loss": last}
