@@ -5,22 +5,27 @@
     result = adapt(net, (xs, ys), xt, method="ours", target_test=(xt_test, yt_test))
     result.metrics["target_test_accuracy"]
 
+In your own loop: ``AdaptationNet(backbone, feature_dim, num_classes, ...)`` and
+``AdaptationObjective(...)(model, xs, ys, xt, step)`` (see :mod:`dnnrepro.conv_m_da.method`).
+
 Architecture details and the loss combination are reconstructions (no public code or layer
 table exists); see the README.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .adapt import METHODS, AdaptationNet, AdaptConfig, AdaptResult, adapt  # noqa: E402
+from .adapt import METHODS, AdaptConfig, AdaptResult, adapt  # noqa: E402
 from .convm import ConvM  # noqa: E402
 from .losses import (  # noqa: E402
     DomainDiscriminator,
     GradientReversal,
+    conditional_map,
     entropy_loss,
     mk_mmd,
     reverse_gradient,
     warm_start_coeff,
 )
+from .method import AdaptationNet, AdaptationObjective, adabn  # noqa: E402
 from .networks import (  # noqa: E402
     ConvNet,
     Fire,
@@ -39,15 +44,18 @@ __all__ = [
     "AdaptConfig",
     "AdaptResult",
     "AdaptationNet",
+    "AdaptationObjective",
     "ConvM",
     "ConvNet",
     "DomainDiscriminator",
     "Fire",
     "GradientReversal",
     "Inception",
+    "adabn",
     "adapt",
     "build_network",
     "compact_net",
+    "conditional_map",
     "entropy_loss",
     "inception_like",
     "load_task",

@@ -1,36 +1,35 @@
-"""Unsupervised domain adaptation on the core training loop: the unified method and its baselines.
+"""``adapt()``: the convenience driver that trains an :class:`AdaptationNet` with a method.
 
 ``adapt(model, source, target, method)`` trains ``model.features`` plus a bottleneck and a
-classifier on labelled source images and UNLABELLED target images. One step (through
-``dnnrepro.core.train.fit``, which draws the source batch; the target batch of step s is a fixed
-function of (seed, s), so a resumed run sees the same batches):
+classifier on labelled source images and UNLABELLED target images, through the core training loop
+(``dnnrepro.core.train.fit``, which draws the source batch; the target batch of step s is a fixed
+function of (seed, s), so a resumed run sees the same batches). The loss of one step is
+:class:`~dnnrepro.conv_m_da.method.AdaptationObjective` (see :mod:`dnnrepro.conv_m_da.method` to use
+the head and the objective in your own loop).
 
-    z_s, z_t = bottleneck(features(x_s)), bottleneck(features(x_t))        (B, bottleneck)
-    f_t(x)   = classifier(z)                        the prediction used at test time (K logits)
-    f_s(x)   = f_t(x) + residual(f_t(x))            source classifier (RTN's residual block; only
-                                                    with ``residual=True``, else f_s = f_t)
-    loss     = CE(f_s(x_s), y_s)
-             + lambda_domain  * BCE(discriminator(GRL(z)), domain)      (DANN: domain invariance)
-             + lambda_mmd     * MK-MMD(z_s, z_t)                          (DAN: divergence)
-             + lambda_entropy * H(softmax(f_t(x_t)))                      (label adaptation)
+Methods (the settings a method implies; any weight can be overridden):
 
-Methods (the weights a method sets; any can be overridden):
+===============  ======  =====  =======  ========  ==========  =============  ============
+method           domain  mmd    entropy  residual  adversary   MMD estimator  lr schedule
+===============  ======  =====  =======  ========  ==========  =============  ============
+``source_only``  0       0      0        no        -           -              constant
+``adabn``        no training: BatchNorm statistics re-estimated on the target images
+``dan``          0       1      0        no        -           linear         constant
+``dann``         1       0      0        no        DANN        -              DANN's decay
+``cdan``         1       0      0        no        CDAN        -              DANN's decay
+``ours``         1       1      0.1      yes       DANN        biased         constant
+===============  ======  =====  =======  ========  ==========  =============  ============
 
-===============  ==============  ===========  ===============  ========
-method           lambda_domain   lambda_mmd   lambda_entropy   residual
-===============  ==============  ===========  ===============  ========
-``source_only``  0               0            0                no
-``dan``          0               1            0                no
-``dann``         1               0            0                no
-``ours``         1               1            0.1              yes
-===============  ==============  ===========  ===============  ========
-
-The combination in ``ours`` is the paper's three abstract clauses mapped onto known methods; the
-weights (1, 1, 0.1) and the feature layer (the bottleneck) are RECONSTRUCTED, not the paper's.
+DAN: averaged Gaussian kernels (bandwidths 2^k * mean pairwise squared distance, k = -3..1) and the
+linear-time estimator, weight 1 (Long et al. 2015). DANN: gradient reversal coefficient
+2/(1+exp(-10 p)) - 1 and learning rate lr/(1 + 10 p)^0.75 over training progress p (Ganin &
+Lempitsky 2015). CDAN: the discriminator reads z (x) softmax(f) (Long et al. 2018; no entropy
+conditioning). The combination in ``ours`` is the paper's three abstract clauses mapped onto known
+methods; its weights (1, 1, 0.1) and feature layer (the bottleneck) are RECONSTRUCTED.
 
 Target labels never reach training: ``target`` may be images or (images, labels) and labels are
-dropped on entry; ``target_test`` is only evaluated after training. Model selection: none, the
-LAST iterate is reported (no early stopping on any target signal).
+dropped on entry; ``target_test`` is only evaluated after training. Model selection without
+target labels: the LAST iterate is reported (no early stopping on any target signal).
 """
 
 from __future__ import annotations
@@ -43,43 +42,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError, DataError
-from dnnrepro.core.train import Callback, TrainConfig, evaluate, fit
+from dnnrepro.core.train import Callback, TrainConfig, check_pair, evaluate, fit
 
-from .losses import (
-    DEFAULT_KERNEL_SCALES,
-    ESTIMATORS,
-    DomainDiscriminator,
-    domain_adversarial_loss,
-    entropy_loss,
-    mk_mmd,
-    reverse_gradient,
-    warm_start_coeff,
-)
+from .losses import DEFAULT_KERNEL_SCALES, ESTIMATORS
+from .method import AdaptationNet, AdaptationObjective, adabn
 
-METHODS = ("source_only", "dan", "dann", "ours")
-# (lambda_domain, lambda_mmd, lambda_entropy, residual) per method.
-METHOD_WEIGHTS = {
-    "source_only": (0.0, 0.0, 0.0, False),
-    "dan": (0.0, 1.0, 0.0, False),
-    "dann": (1.0, 0.0, 0.0, False),
-    "ours": (1.0, 1.0, 0.1, True),
+METHODS = ("source_only", "adabn", "dan", "dann", "cdan", "ours")
+# method -> (lambda_domain, lambda_mmd, lambda_entropy, residual, adversary, mmd estimator, decay)
+METHOD_SETTINGS = {
+    "source_only": (0.0, 0.0, 0.0, False, "dann", "linear", False),
+    "adabn": (0.0, 0.0, 0.0, False, "dann", "linear", False),
+    "dan": (0.0, 1.0, 0.0, False, "dann", "linear", False),
+    "dann": (1.0, 0.0, 0.0, False, "dann", "linear", True),
+    "cdan": (1.0, 0.0, 0.0, False, "cdan", "linear", True),
+    "ours": (1.0, 1.0, 0.1, True, "dann", "biased", False),
 }
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class AdaptConfig:
-    """Settings of one adaptation run. ``None`` weights take the method's defaults (table above).
+    """Settings of one adaptation run. ``None`` fields take the method's defaults (table above).
 
-    ``steps`` optimizer steps, each on ``batch_size`` source and ``batch_size`` target images.
-    The gradient-reversal coefficient follows :func:`warm_start_coeff` with ``grl_alpha`` and
-    ``grl_max_iters`` (None: the run's ``steps``, i.e. DANN's schedule over training progress).
-    ``ramp_weights``: the MMD and entropy weights follow the same ramp (from 0 at step 0), so that
-    on networks trained from scratch the alignment terms cannot collapse the still-random features
-    before the classifier has learned anything; it applies to every method alike.
+    ``steps`` optimizer steps, each on ``batch_size`` source and ``batch_size`` target images
+    (ignored by ``adabn``). The gradient-reversal coefficient follows
+    :func:`~dnnrepro.conv_m_da.losses.warm_start_coeff` with ``grl_alpha`` and ``grl_max_iters``
+    (None: the run's ``steps``, i.e. DANN's schedule over training progress). ``ramp_weights``: the
+    MMD and entropy weights follow the same ramp (from 0 at step 0), so that on networks trained
+    from scratch the alignment terms cannot collapse the still-random features before the
+    classifier has learned anything; it applies to every method alike. ``lr_decay``: DANN's
+    lr / (1 + 10 p)^0.75 over progress p (on top of ``schedule``).
     """
 
     method: str = "ours"
@@ -98,7 +92,9 @@ class AdaptConfig:
     lambda_mmd: float | None = None
     lambda_entropy: float | None = None
     residual: bool | None = None
-    mmd_estimator: str = "biased"
+    adversary: str | None = None
+    mmd_estimator: str | None = None
+    lr_decay: bool | None = None
     kernels: tuple[float, ...] = DEFAULT_KERNEL_SCALES
     grl_alpha: float = 10.0
     grl_max_iters: int | None = None
@@ -106,16 +102,23 @@ class AdaptConfig:
     checkpoint_every: int = 0
 
     def resolved(self) -> AdaptConfig:
-        """Validated copy with the method's default weights filled in."""
+        """Validated copy with the method's defaults filled in."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        d, m, e, r = METHOD_WEIGHTS[self.method]
+        d, m, e, r, adversary, estimator, decay = METHOD_SETTINGS[self.method]
+
+        def pick(value, default, kind):
+            return default if value is None else kind(value)
+
         out = dataclasses.replace(
             self,
-            lambda_domain=d if self.lambda_domain is None else float(self.lambda_domain),
-            lambda_mmd=m if self.lambda_mmd is None else float(self.lambda_mmd),
-            lambda_entropy=e if self.lambda_entropy is None else float(self.lambda_entropy),
-            residual=r if self.residual is None else bool(self.residual),
+            lambda_domain=pick(self.lambda_domain, d, float),
+            lambda_mmd=pick(self.lambda_mmd, m, float),
+            lambda_entropy=pick(self.lambda_entropy, e, float),
+            residual=pick(self.residual, r, bool),
+            adversary=pick(self.adversary, adversary, str),
+            mmd_estimator=pick(self.mmd_estimator, estimator, str),
+            lr_decay=pick(self.lr_decay, decay, bool),
             kernels=tuple(float(k) for k in self.kernels),
         )
         checks = [
@@ -135,6 +138,7 @@ class AdaptConfig:
                 out.mmd_estimator in ESTIMATORS,
                 f"mmd_estimator must be one of {', '.join(ESTIMATORS)}",
             ),
+            (out.adversary in ("dann", "cdan"), "adversary must be dann or cdan"),
             (bool(out.kernels) and all(k > 0 for k in out.kernels), "kernels must be positive"),
             (out.grl_max_iters is None or out.grl_max_iters >= 1, "grl_max_iters must be >= 1"),
         ]
@@ -143,11 +147,12 @@ class AdaptConfig:
                 raise ConfigError(f"invalid adaptation config: {message}")
         return out
 
-    def train_config(self, source_size: int) -> TrainConfig:
-        """The core loop's config: enough source epochs to cover ``steps``, cut at ``steps``."""
-        per_epoch = max(1, math.ceil(source_size / self.batch_size))
-        return TrainConfig(
-            epochs=max(1, math.ceil(self.steps / per_epoch)),
+    def train_config(self) -> TrainConfig:
+        """The core loop's config: ``steps`` optimizer steps over the source set (with DANN's lr
+        decay when ``lr_decay``)."""
+        kind = DecayedTrainConfig if self.lr_decay else TrainConfig
+        return kind(
+            steps=self.steps,
             batch_size=self.batch_size,
             lr=self.lr,
             optimizer=self.optimizer,
@@ -155,146 +160,80 @@ class AdaptConfig:
             weight_decay=self.weight_decay,
             schedule=self.schedule,
             seed=self.seed,
-            max_steps=self.steps,
             checkpoint_every=self.checkpoint_every,
         ).validate()
 
-
-class AdaptationNet(nn.Module):
-    """features -> bottleneck -> classifier (+ residual source classifier, + domain discriminator).
-
-    ``forward(x)``: (N, C, H, W) -> (N, K) logits of the target classifier f_t.
-    ``embed(x)``: (N, C, H, W) -> (N, bottleneck) adapted features.
-    ``step_count`` is a buffer (saved in checkpoints) so the GRL schedule and the target batch
-    order survive a resume.
-    """
-
-    def __init__(
-        self,
-        features: nn.Module,
-        feature_dim: int,
-        num_classes: int,
-        in_channels: int,
-        bottleneck: int = 128,
-        dropout: float = 0.0,
-        residual: bool = False,
-        discriminator_hidden: int | None = None,
-    ):
-        super().__init__()
-        self.features = features
-        self.in_channels = in_channels
-        self.bottleneck = nn.Sequential(
-            nn.Linear(feature_dim, bottleneck), nn.ReLU(inplace=True), nn.Dropout(dropout)
+    def objective(self) -> AdaptationObjective:
+        c = self if self.adversary is not None else self.resolved()
+        return AdaptationObjective(
+            lambda_domain=c.lambda_domain,
+            lambda_mmd=c.lambda_mmd,
+            lambda_entropy=c.lambda_entropy,
+            adversary=c.adversary,
+            mmd_estimator=c.mmd_estimator,
+            kernels=c.kernels,
+            grl_alpha=c.grl_alpha,
+            total_steps=c.grl_max_iters or c.steps,
+            ramp_weights=c.ramp_weights,
         )
-        self.classifier = nn.Linear(bottleneck, num_classes)
-        self.residual = None
-        if residual:
-            self.residual = nn.Sequential(
-                nn.Linear(num_classes, num_classes),
-                nn.ReLU(inplace=True),
-                nn.Linear(num_classes, num_classes),
-            )
-            # start as the identity map f_s = f_t; the residual is learned only where needed
-            nn.init.zeros_(self.residual[2].weight)
-            nn.init.zeros_(self.residual[2].bias)
-        self.discriminator = (
-            DomainDiscriminator(bottleneck, discriminator_hidden) if discriminator_hidden else None
-        )
-        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"expected images (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
-        return self.bottleneck(self.features(x))
-
-    def source_logits(self, target_logits: torch.Tensor) -> torch.Tensor:
-        if self.residual is None:
-            return target_logits
-        return target_logits + self.residual(target_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
 
 
-class AdaptationLoss:
-    """``loss_fn(model, x_s, y_s)`` for ``fit``: draws the target batch and adds the DA terms.
+class TargetBatches:
+    """The target images of step ``s``: a fixed function of (seed, s), so a resume sees the same."""
 
-    Keeps running sums of each term for the report (``means()``).
-    """
-
-    def __init__(self, target_x: torch.Tensor, config: AdaptConfig):
+    def __init__(self, target_x: torch.Tensor, batch_size: int, seed: int):
         self.target_x = target_x
-        self.config = config
-        self.batch = min(config.batch_size, len(target_x))
+        self.batch = min(batch_size, len(target_x))
         self.per_epoch = max(1, len(target_x) // self.batch)
+        self.seed = seed
+
+    def __call__(self, step: int, size: int) -> torch.Tensor:
+        epoch, j = divmod(step, self.per_epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 7919 * epoch + 17)
+        order = torch.randperm(len(self.target_x), generator=gen)
+        return self.target_x[order[j * self.batch : (j + 1) * self.batch][:size]]
+
+
+class TermMeans(Callback):
+    """Sums each loss term of the objective over the steps run; its state is in fit's checkpoint,
+    so the means of a resumed run cover every step (not only those this process ran)."""
+
+    def __init__(self, objective: AdaptationObjective):
+        self.objective = objective
         self.sums: dict[str, float] = {}
         self.count = 0
 
-    def target_batch(self, step: int, size: int) -> torch.Tensor:
-        """The target images of step ``step``: a fixed function of (seed, step)."""
-        epoch, j = divmod(step, self.per_epoch)
-        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + 7919 * epoch + 17)
-        order = torch.randperm(len(self.target_x), generator=gen)
-        idx = order[j * self.batch : (j + 1) * self.batch][:size]
-        return self.target_x[idx]
-
-    def grl_coeff(self, step: int) -> float:
-        c = self.config
-        return warm_start_coeff(step, 0.0, 1.0, c.grl_alpha, c.grl_max_iters or c.steps)
-
-    def __call__(
-        self, net: nn.Module, xs: torch.Tensor, ys: torch.Tensor, _fit_step: int = 0
-    ) -> torch.Tensor:
-        model: AdaptationNet = getattr(net, "module", net)
-        c = self.config
-        # still the model's own counter, not fit's step: a continued network keeps counting
-        step = int(model.step_count)
-        if not (c.lambda_mmd or c.lambda_domain or c.lambda_entropy):
-            # source only: target images are never forwarded, so BatchNorm statistics (and so
-            # the test-time network) are those of the source domain alone, as in TLlib's ERM
-            ce = F.cross_entropy(model.source_logits(model(xs)), ys)
-            self.sums["ce"] = self.sums.get("ce", 0.0) + float(ce.detach())
-            self.count += 1
-            return ce
-        xt = self.target_batch(step, len(xs)).to(xs.device)
-        z = model.embed(torch.cat([xs, xt]))
-        zs, zt = z[: len(xs)], z[len(xs) :]
-        logits = model.classifier(z)
-        ls, lt = logits[: len(xs)], logits[len(xs) :]
-        terms: dict[str, torch.Tensor] = {"ce": F.cross_entropy(model.source_logits(ls), ys)}
-        loss = terms["ce"]
-        ramp = self.grl_coeff(step) if c.ramp_weights else 1.0
-        if c.lambda_mmd and len(xs) >= 2 and len(xt) >= 2:
-            estimator = c.mmd_estimator
-            if estimator == "linear" and (len(xs) != len(xt) or len(xs) % 2):
-                estimator = "biased"  # the last, odd-sized batch of an epoch
-            terms["mmd"] = mk_mmd(zs, zt, c.kernels, estimator)
-            loss = loss + ramp * c.lambda_mmd * terms["mmd"]
-        if c.lambda_domain and model.discriminator is not None:
-            d = model.discriminator(reverse_gradient(z, self.grl_coeff(step)))
-            terms["domain"], acc = domain_adversarial_loss(d[: len(xs)], d[len(xs) :])
-            terms["domain_acc"] = torch.tensor(acc)
-            loss = loss + c.lambda_domain * terms["domain"]
-        if c.lambda_entropy:
-            terms["entropy"] = entropy_loss(lt)
-            loss = loss + ramp * c.lambda_entropy * terms["entropy"]
-        for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach())
+    def after_step(self, model: nn.Module, step: int) -> None:
+        for k, v in self.objective.terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
         self.count += 1
-        return loss
 
     def means(self) -> dict[str, float]:
         return {k: v / self.count for k, v in self.sums.items()} if self.count else {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "count": self.count}
 
-class _Advance(Callback):
-    """Counts optimizer steps in the model's ``step_count`` buffer (stateless: the count is in
-    the model's checkpoint)."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums = {k: float(v) for k, v in state["sums"].items()}
+        self.count = int(state["count"])
 
-    def after_step(self, model: nn.Module, step: int) -> None:
-        model.step_count += 1
+
+@dataclass(kw_only=True)
+class DecayedTrainConfig(TrainConfig):
+    """TrainConfig whose lr follows DANN's annealing lr / (1 + 10 p)^0.75, p = step / steps.
+
+    core gap: TrainConfig has no inverse-decay schedule (SCHEDULES in dnnrepro/core/train.py);
+    this subclass overrides ``lr_at`` (fit sets each step's lr from it), and its extra field keys
+    the checkpoints apart from plain runs.
+    """
+
+    dann_decay: bool = True
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        base = super().lr_at(step, steps_per_epoch)
+        total = max(1, self.total_steps(steps_per_epoch))
+        return base * (1.0 + 10.0 * min(step, total) / total) ** -0.75
 
 
 @dataclass
@@ -302,7 +241,8 @@ class AdaptResult:
     """What ``adapt`` returns: the trained :class:`AdaptationNet` and its numbers.
 
     ``metrics``: source_test_accuracy / target_test_accuracy (fractions) when those sets were
-    given; ``terms``: mean of each loss term over the steps run in this call (nats / MMD^2 units).
+    given; ``terms``: mean of each loss term over all steps of the run, resumed or not (nats /
+    MMD^2 units); ``steps``: optimizer steps taken (0 for adabn).
     """
 
     model: AdaptationNet
@@ -311,6 +251,7 @@ class AdaptResult:
     terms: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0
 
 
 def _as_images(data: Any, what: str) -> torch.Tensor:
@@ -322,22 +263,20 @@ def _as_images(data: Any, what: str) -> torch.Tensor:
     return x
 
 
-def _check_pair(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise DataError(f"{what} must be (images, labels)")
-    x, y = data
-    _as_images(x, what)
-    if not torch.is_tensor(y) or len(y) != len(x):
-        raise DataError(f"{what}: labels must be a tensor with one label per image")
+def _pair(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = check_pair(data, what)
+    if x.dim() != 4:
+        raise DataError(f"{what}: images must be (N, C, H, W), got {tuple(x.shape)}")
     return x, y
 
 
 def _build_net(model: nn.Module, config: AdaptConfig, ys: torch.Tensor) -> AdaptationNet:
     """A fresh AdaptationNet around a COPY of ``model``'s layers (the argument is not modified).
 
-    From a ConvNet: its ``features`` with new bottleneck and classifier. From an AdaptationNet (a
-    previous result, e.g. source-only pre-training): its features, bottleneck and classifier;
-    the residual block and the discriminator are (re)made as ``config`` asks.
+    From a network with ``features``, ``feature_dim`` and ``in_channels`` (compact_net and the
+    other builders): its ``features`` with new bottleneck and classifier. From an AdaptationNet (a
+    previous result, e.g. source-only pre-training): its features, bottleneck and classifier; the
+    residual block and the discriminator are (re)made as ``config`` asks.
     """
     if isinstance(model, AdaptationNet):
         features = copy.deepcopy(model.features)
@@ -348,7 +287,8 @@ def _build_net(model: nn.Module, config: AdaptConfig, ys: torch.Tensor) -> Adapt
             if not hasattr(model, name):
                 raise ConfigError(
                     f"adapt needs a network with .{name} (build one with compact_net, "
-                    "squeeze_net_like or inception_like) or a previous AdaptResult.model"
+                    "squeeze_net_like or inception_like), a previous AdaptResult.model, or an "
+                    "AdaptationNet around your own backbone"
                 )
         features = copy.deepcopy(model.features)
         feature_dim, in_channels = model.feature_dim, model.in_channels
@@ -364,6 +304,7 @@ def _build_net(model: nn.Module, config: AdaptConfig, ys: torch.Tensor) -> Adapt
         config.bottleneck_dropout,
         config.residual,
         config.discriminator_hidden if config.lambda_domain else None,
+        conditional=config.adversary == "cdan",
     )
     if isinstance(model, AdaptationNet):
         if model.classifier.in_features != config.bottleneck:
@@ -392,17 +333,17 @@ def adapt(
     """Adapt ``model`` from labelled ``source`` = (x, y) to unlabelled ``target`` images.
 
     ``model``: a network with ``features``, ``feature_dim`` and ``in_channels`` (e.g.
-    :func:`compact_net`), or the ``model`` of a previous :class:`AdaptResult` to continue from it
-    (e.g. adapt a source-trained network). It is copied, never modified. ``method`` in
-    source_only | dan | dann | ours; ``config`` an :class:`AdaptConfig` (``overrides`` replace its
-    fields). ``checkpoint_dir``: resumable state (the core loop's checkpoints).
+    :func:`compact_net`), or an :class:`AdaptationNet` (e.g. the ``model`` of a previous
+    :class:`AdaptResult`, to continue from it). It is copied, never modified. ``method``: one of
+    :data:`METHODS`; ``config`` an :class:`AdaptConfig` (``overrides`` replace its fields).
+    ``checkpoint_dir``: resumable state (the core loop's checkpoints).
     """
     config = dataclasses.replace(config or AdaptConfig(), method=method, **overrides).resolved()
-    xs, ys = _check_pair(source, "source data")
+    xs, ys = _pair(source, "source data")
     xt = _as_images(target, "target data")
     torch.manual_seed(config.seed)  # the new heads' initialization
     net = _build_net(model, config, ys)
-    if xs.shape[1] != net.in_channels:
+    if net.in_channels is not None and xs.shape[1] != net.in_channels:
         raise ConfigError(
             f"the network takes {net.in_channels} input channels but the images have "
             f"{xs.shape[1]}; build it with in_channels={xs.shape[1]}"
@@ -412,24 +353,36 @@ def adapt(
             f"source images are {tuple(xs.shape[1:])} but target images are {tuple(xt.shape[1:])}; "
             "resize both domains to one shape (C, H, W) first (see dnnrepro.conv_m_da.tasks)"
         )
-    loss = AdaptationLoss(xt, config)
-    trained = fit(
-        net,
-        (xs, ys),
-        config.train_config(len(xs)),
-        loss_fn=loss,
-        callbacks=[_Advance()],
-        checkpoint_dir=checkpoint_dir,
-    )
-    metrics: dict[str, float] = {}
+    result = AdaptResult(net, config)
+    if config.method == "adabn":
+        adabn(net, xt, batch_size=max(2, config.batch_size))
+    else:
+        objective = config.objective()
+        terms = TermMeans(objective)
+        batches = TargetBatches(xt, config.batch_size, config.seed)
+
+        def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+            x_t = batches(step, len(x)).to(x.device) if objective.uses_target else None
+            return objective(m, x, y, x_t, step)
+
+        trained = fit(
+            net,
+            (xs, ys),
+            config.train_config(),
+            loss_fn=loss_fn,
+            callbacks=[terms],
+            checkpoint_dir=checkpoint_dir,
+        )
+        result.terms, result.history = terms.means(), trained.history
+        result.seconds, result.steps = trained.seconds, trained.steps
     if source_test is not None:
-        metrics["source_test_accuracy"] = evaluate(net, _check_pair(source_test, "source_test"))[
+        result.metrics["source_test_accuracy"] = evaluate(net, _pair(source_test, "source_test"))[
             "accuracy"
         ]
     if target_test is not None:
-        metrics["target_test_accuracy"] = evaluate(net, _check_pair(target_test, "target_test"))[
+        result.metrics["target_test_accuracy"] = evaluate(net, _pair(target_test, "target_test"))[
             "accuracy"
         ]
     if log:
-        log(f"{config.method}: {trained.steps} steps, {trained.seconds:.1f} s, {metrics}")
-    return AdaptResult(net, config, metrics, loss.means(), trained.history, trained.seconds)
+        log(f"{config.method}: {result.steps} steps, {result.seconds:.1f} s, {result.metrics}")
+    return result

@@ -1,34 +1,39 @@
-"""Throughput of the compact, squeeze-like and inception-like networks, same input, same threads.
+"""Throughput of the compact and squeeze-like networks against the inception-like (GoogLeNet-style)
+network, same input, same threads: ``dnnrepro conv-m-da bench [--quick]``.
 
-    python -m dnnrepro.conv_m_da.bench --out paper_results/conv-m-da [--threads 2] [--quick]
-
-For each size (digit: 1x16x16, batch 64; paper: 3x224x224, batch 4) and each network: parameters,
-MACs per image, training images/s (forward + backward + SGD step) and inference images/s
-(forward, no grad), and the speedup of each against the inception-like (GoogLeNet-style) network
-timed in the same run. Timings are wall-clock medians (dnnrepro.core.bench.time_callable).
+For each size (digit: 1x16x16, batch 64; paper: 3x224x224, batch 4), each network and each mode
+(train: forward + backward + SGD step; infer: forward without grad), the speed ratio against the
+inception-like network is measured with :func:`dnnrepro.core.bench.interleaved_ratio` (calls
+alternate, ratio of medians, bootstrap 95% interval; > 1: faster than inception). Parameters and
+MACs per image are kept with each entry. No claim is a timing claim: these numbers are context.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dnnrepro.core.bench import threads as pinned_threads
-from dnnrepro.core.bench import time_callable, write_bench
+from dnnrepro.core.bench import bench_entry, interleaved_ratio
 from dnnrepro.core.models import count_params
+from dnnrepro.core.paper import BenchOptions
 
 from .networks import NETWORKS, macs
 
 SETUPS = {
-    "small": {"classes": 10, "shape": (1, 16, 16), "batch": 64, "repeats": 10},
-    "paper": {"classes": 1000, "shape": (3, 224, 224), "batch": 4, "repeats": 4},
+    "small": {"classes": 10, "shape": (1, 16, 16), "batch": 64, "repeats": 9},
+    "paper": {"classes": 1000, "shape": (3, 224, 224), "batch": 4, "repeats": 7},
+}
+# the quick (smoke) run: small shapes only, so it takes seconds
+QUICK_SETUPS = {
+    "small": {"classes": 10, "shape": (1, 16, 16), "batch": 8, "repeats": 7},
+    "paper": {"classes": 1000, "shape": (3, 32, 32), "batch": 1, "repeats": 7},
 }
 
 
-def _entry(kind: str, size: str, setup: dict, repeats: int, max_seconds: float) -> dict:
+def _calls(kind: str, size: str, setup: dict) -> tuple[Any, Any, torch.nn.Module]:
+    """(train step, inference call, network) of ``kind`` on a fixed random batch."""
     torch.manual_seed(0)
     net = NETWORKS[kind](setup["classes"], size, setup["shape"][0])
     x = torch.rand(setup["batch"], *setup["shape"])
@@ -36,68 +41,52 @@ def _entry(kind: str, size: str, setup: dict, repeats: int, max_seconds: float) 
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def train_step():
+        net.train()
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(net(x), y).backward()
         opt.step()
 
     def infer():
+        net.eval()
         with torch.no_grad():
             net(x)
 
-    net.train()
-    t_train = time_callable(train_step, warmup=1, repeats=repeats, max_seconds=max_seconds)
-    net.eval()
-    t_infer = time_callable(infer, warmup=1, repeats=repeats, max_seconds=max_seconds)
-    return {
-        "network": kind,
-        "size": size,
-        "input": list(setup["shape"]),
-        "batch": setup["batch"],
-        "params": count_params(net),
-        "macs_per_image": macs(net, setup["shape"]),
-        "train_images_per_s": setup["batch"] / t_train.median,
-        "infer_images_per_s": setup["batch"] / t_infer.median,
-        "train": t_train.as_dict(),
-        "infer": t_infer.as_dict(),
-    }
+    return train_step, infer, net
 
 
-def run(n_threads: int = 2, quick: bool = False) -> list[dict]:
+def bench(opts: BenchOptions) -> list[dict]:
+    """bench.json entries: one per (size, network other than inception, mode)."""
+    setups = QUICK_SETUPS if opts.quick else SETUPS
     entries = []
-    with pinned_threads(n_threads):
-        for size, setup in SETUPS.items():
-            repeats = 3 if quick else setup["repeats"]
-            rows = {k: _entry(k, size, setup, repeats, 2.0 if quick else 20.0) for k in NETWORKS}
-            base = rows["inception"]
-            for row in rows.values():
-                row["baseline"] = "inception"
-                row["train_speedup_vs_inception"] = (
-                    row["train_images_per_s"] / base["train_images_per_s"]
+    for size, setup in setups.items():
+        base_train, base_infer, base_net = _calls("inception", size, setup)
+        for kind in NETWORKS:
+            if kind == "inception":
+                continue
+            train, infer, net = _calls(kind, size, setup)
+            for mode, cand, base in (("train", train, base_train), ("infer", infer, base_infer)):
+                m = interleaved_ratio(
+                    cand,
+                    base,
+                    repeats=setup["repeats"],
+                    warmup=1,
+                    max_seconds=2.0 if opts.quick else 30.0,
                 )
-                row["infer_speedup_vs_inception"] = (
-                    row["infer_images_per_s"] / base["infer_images_per_s"]
+                entries.append(
+                    bench_entry(
+                        f"{mode}-{kind}-vs-inception-{size}",
+                        m,
+                        baseline=f"inception-like {mode} call, {size} size",
+                        candidate=f"{kind} {mode} call, {size} size",
+                        network=kind,
+                        size=size,
+                        mode=mode,
+                        input=list(setup["shape"]),
+                        batch=setup["batch"],
+                        params=count_params(net),
+                        baseline_params=count_params(base_net),
+                        macs_per_image=macs(net, setup["shape"]),
+                        baseline_macs_per_image=macs(base_net, setup["shape"]),
+                    )
                 )
-                entries.append(row)
     return entries
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dnnrepro.conv_m_da.bench")
-    p.add_argument("--out", default="paper_results/conv-m-da")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="3 repeats (smoke)")
-    args = p.parse_args(argv)
-    entries = run(args.threads, args.quick)
-    path = write_bench(args.out, "conv-m-da", entries)
-    for e in entries:
-        print(
-            f"{e['network']:10s} {e['size']:6s} params {e['params']:>10,d} MACs {e['macs_per_image']:>14,d}"
-            f"  train {e['train_images_per_s']:9.1f} img/s (x{e['train_speedup_vs_inception']:.2f})"
-            f"  infer {e['infer_images_per_s']:9.1f} img/s (x{e['infer_speedup_vs_inception']:.2f})"
-        )
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,6 +28,8 @@ def _adapt(args) -> int:
         torch.set_num_threads(args.threads)
     if args.pretrain < 0:
         raise ConfigError("--pretrain must be >= 0")
+    if args.method == "adabn" and not args.pretrain:
+        raise ConfigError("--method adabn adapts a trained network: give --pretrain > 0")
     task = load_task(
         args.task, lambda n, s: core_data.load(n, s, args.data_dir), size=args.image_size
     )
@@ -56,7 +58,7 @@ def _adapt(args) -> int:
     result = adapt(
         model, task.source_train, task.target_train[0], args.method, steps=args.steps, **common
     )
-    report.update(result.metrics, terms=result.terms, seconds=round(result.seconds, 2))
+    report.update(result.metrics, terms=result.terms, steps=result.steps)
     if args.save:
         checkpoint.save_weights(args.save, result.model, {"report": report})
         report["saved"] = str(args.save)

@@ -1,23 +1,40 @@
-"""The two figures of the small profile: accuracy per task and method, features before/after."""
+"""The figures of a run: accuracy per task and method (and per network), features before/after."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _pyplot():
+    """matplotlib (an extra: [reproduce]) imported on first use, with a file-only backend."""
+    import matplotlib
 
-METHOD_LABELS = {"source_only": "source only", "dan": "DAN", "dann": "DANN", "ours": "ours"}
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def accuracy_figure(table: dict, nets: dict, net_task: str) -> tuple[Any, dict]:
+METHOD_LABELS = {
+    "source_only": "source only",
+    "adabn": "AdaBN",
+    "dan": "DAN",
+    "dann": "DANN",
+    "cdan": "CDAN",
+    "ours": "ours",
+}
+
+
+def accuracy_figure(table: dict, nets: dict, net_task: str | None) -> tuple[Any, dict]:
     """Left: target accuracy (mean +- std over seeds) per task and method, Conv-M net.
-    Right: source-only vs ours per network on ``net_task``."""
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    Right (when ``nets`` is given): source-only vs ours per network on ``net_task``."""
+    plt = _pyplot()
+    if nets:
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(9, 3.8))
     tasks = list(table)
-    methods = list(METHOD_LABELS)
+    methods = [m for m in METHOD_LABELS if m in next(iter(table.values()))]
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
         xs = [t + (i - (len(methods) - 1) / 2) * width for t in range(len(tasks))]
@@ -33,6 +50,9 @@ def accuracy_figure(table: dict, nets: dict, net_task: str) -> tuple[Any, dict]:
     ax.set_ylabel("target test accuracy (%)")
     ax.set_title("Conv-M net (digit size): methods per task")
     ax.legend(fontsize=8)
+    if not nets:
+        fig.tight_layout()
+        return fig, {"tasks": table}
     kinds = list(nets)
     for i, (key, label) in enumerate(
         (("source_only_target", "source only"), ("ours_target", "ours"))
@@ -55,6 +75,7 @@ def accuracy_figure(table: dict, nets: dict, net_task: str) -> tuple[Any, dict]:
 
 def pca_figure(pca: dict, task: str) -> tuple[Any, dict]:
     """Bottleneck features of source and target test images, first two principal axes."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, key, title in (
         (axes[0], "before", "source-only (before)"),

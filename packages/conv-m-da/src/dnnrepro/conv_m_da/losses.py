@@ -5,13 +5,16 @@
   (TLlib's defaults lo=0, hi=1, alpha=1, N=1000 iterations), so the adversary is silent at step 0.
 - :class:`DomainDiscriminator`: Linear-BN-ReLU-Linear-BN-ReLU-Linear, one logit per sample
   ("source" = 1); :func:`domain_adversarial_loss` is the mean of the two binary cross-entropies.
-- :func:`mk_mmd`: the squared maximum mean discrepancy under a sum of Gaussian kernels whose
-  bandwidths are sigma^2 = 2^k * (mean pairwise squared distance of the joint batch), k = -3..1
-  (DAN / TLlib defaults). Three estimators: ``biased`` (V-statistic, >= 0, exactly 0 for identical
+- :func:`mk_mmd`: the squared maximum mean discrepancy under the AVERAGE of Gaussian kernels
+  whose bandwidths are sigma^2 = 2^k * (mean pairwise squared distance of the joint batch),
+  k = -3..1 (DAN's equal kernel weights beta_u = 1/m, TLlib's defaults; until 0.1 we summed the
+  kernels, which weighted the term 5x). Three estimators: ``biased`` (V-statistic, >= 0, exactly 0 for identical
   batches; the default here), ``unbiased`` (U-statistic, mean 0 when both batches come from one
   distribution, can be negative) and ``linear`` (Gretton et al. 2012's linear-time estimate over
   disjoint pairs, as DAN uses).
 - :func:`entropy_loss`: mean Shannon entropy (nats) of softmax predictions, in [0, log K].
+- :func:`conditional_map`: CDAN's multilinear map z (x) softmax(logits), the discriminator input
+  of the conditional adversary.
 """
 
 from __future__ import annotations
@@ -106,11 +109,11 @@ def _check_features(source: torch.Tensor, target: torch.Tensor) -> None:
         raise ConfigError("mk_mmd: each batch needs at least 2 samples")
 
 
-def gaussian_kernel_sum(
+def gaussian_kernel_mean(
     d2: torch.Tensor, base: torch.Tensor, scales: Sequence[float]
 ) -> torch.Tensor:
-    """Sum over scales s of exp(-d2 / (2 * s * base)); ``base`` is a scalar bandwidth^2."""
-    return sum(torch.exp(-d2 / (2.0 * s * base)) for s in scales)
+    """Mean over scales s of exp(-d2 / (2 * s * base)); ``base`` is a scalar bandwidth^2."""
+    return sum(torch.exp(-d2 / (2.0 * s * base)) for s in scales) / len(scales)
 
 
 def mk_mmd(
@@ -121,6 +124,7 @@ def mk_mmd(
 ) -> torch.Tensor:
     """Squared multi-kernel MMD between source (N, D) and target (M, D) features; a scalar.
 
+    The kernel is the mean of the Gaussian kernels (so each estimate lies in [-2, 2]).
     ``kernels`` are the bandwidth multipliers 2^k: kernel k is exp(-||a-b||^2 / (2 k sigma^2)),
     sigma^2 = mean squared distance over all pairs of the joint batch, held constant for the
     gradient (detached) so the bandwidth cannot be inflated to shrink the loss.
@@ -143,10 +147,10 @@ def mk_mmd(
         t1, t2 = target_feat[0::2], target_feat[1::2]
 
         def k(a, b):
-            return gaussian_kernel_sum((a - b).pow(2).sum(1), base, scales)
+            return gaussian_kernel_mean((a - b).pow(2).sum(1), base, scales)
 
         return (k(s1, s2) + k(t1, t2) - k(s1, t2) - k(s2, t1)).mean()
-    kmat = gaussian_kernel_sum(d2, base, scales)
+    kmat = gaussian_kernel_mean(d2, base, scales)
     kss, ktt, kst = kmat[:n, :n], kmat[n:, n:], kmat[:n, n:]
     if estimator == "biased":
         return kss.mean() + ktt.mean() - 2.0 * kst.mean()
@@ -163,3 +167,15 @@ def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
         )
     logp = F.log_softmax(logits, dim=1)
     return -(logp.exp() * logp).sum(1).mean()
+
+
+def conditional_map(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """CDAN's multilinear conditioning: (N, D) features and (N, K) logits -> (N, D*K), the flattened
+    outer product of each feature vector with its softmax prediction (Long et al. 2018)."""
+    if features.dim() != 2 or logits.dim() != 2 or len(features) != len(logits):
+        raise ConfigError(
+            "conditional_map expects features (N, D) and logits (N, K), got "
+            f"{tuple(features.shape)} and {tuple(logits.shape)}"
+        )
+    probs = F.softmax(logits, dim=1)
+    return torch.bmm(probs.unsqueeze(2), features.unsqueeze(1)).flatten(1)

@@ -1,12 +1,16 @@
 """The offline digit adaptation tasks: two embedded datasets brought to one image shape.
 
-All tasks run at 1x28x28. The 8x8 scikit-learn digits are upsampled bilinearly to 28x28 (the digit
-then fills the frame, while MNIST digits sit in a 20x20 box: part of the domain shift, as with
-MNIST <-> USPS). Values stay in [0, 1].
+Every task brings both domains to 1 x size x size (``size`` = :data:`IMAGE_SIZE` = 16 unless
+given): 28x28 MNIST and syndigits images are shrunk (antialiased bilinear), the 8x8 scikit-learn
+digits are UP-sampled bilinearly (the digit then fills the frame, while MNIST digits sit in a
+20x20 box: part of the domain shift, as with MNIST <-> USPS). Values stay in [0, 1].
 
 Tasks (source -> target), mirroring the paper's digit-scale counterparts:
-- ``syndigits->mnist5k``: font-rendered digits to real handwriting (like SynNumbers -> SVHN);
-- ``mnist5k->digits`` and ``digits->mnist5k``: like MNIST <-> USPS.
+
+- small profile, embedded data: ``syndigits->mnist5k`` (font-rendered digits to real handwriting,
+  like SynNumbers -> SVHN), ``mnist5k->digits`` and ``digits->mnist5k`` (like MNIST <-> USPS);
+- paper profile, full MNIST (60,000 / 10,000 images, files the user supplies): ``mnist->digits``,
+  ``digits->mnist``, ``syndigits->mnist`` and ``mnist->syndigits`` (:data:`FULL_MNIST_TASKS`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ TASKS = {
     "syndigits->mnist5k": ("syndigits", "mnist5k"),
     "mnist5k->digits": ("mnist5k", "digits"),
     "digits->mnist5k": ("digits", "mnist5k"),
+    "mnist->digits": ("mnist", "digits"),
+    "digits->mnist": ("digits", "mnist"),
+    "syndigits->mnist": ("syndigits", "mnist"),
+    "mnist->syndigits": ("mnist", "syndigits"),
 }
+SMALL_TASKS = ("syndigits->mnist5k", "mnist5k->digits", "digits->mnist5k")
+FULL_MNIST_TASKS = ("mnist->digits", "digits->mnist", "syndigits->mnist", "mnist->syndigits")
 IMAGE_SIZE = 16
 
 Loader = Callable[[str, str], tuple[torch.Tensor, torch.Tensor]]
