@@ -113,3 +113,24 @@ def test_parallel_and_serial_kernels_agree(monkeypatch, stride):
         torch.set_num_threads(2)
         out = direct_sparse_conv2d(inp, to_csr(weight, inp.shape, 1), None, stride, 1)
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_kernel_leaves_torch_thread_count_alone():
+    """numba's OpenMP pool start resets the OpenMP thread count; a dense baseline timed after
+    the first sparse call must still run on the threads the caller set (fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from dnnrepro.holistic_sparsecnn import direct_sparse_conv2d\n"
+        "x, w = torch.rand(2, 8, 9, 9), torch.randn(16, 8, 3, 3)\n"
+        "direct_sparse_conv2d(x, w, padding=1)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"

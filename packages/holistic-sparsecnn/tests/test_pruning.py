@@ -8,7 +8,14 @@ from torch import nn
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.train import TrainConfig
 from dnnrepro.holistic_sparsecnn import PruneConfig, adaptive_threshold, guided_prune, roofline
-from dnnrepro.holistic_sparsecnn.pruning import DENSE, DONE, RESTORED, Pruner, _check, plan_layers
+from dnnrepro.holistic_sparsecnn.pruning import (
+    DENSE,
+    DONE,
+    RESTORED,
+    Pruner,
+    check_layers,
+    plan_layers,
+)
 
 # F/B = 10 FLOP/byte: conv1 (1->4, 3x3 on 8x8, 3.6 FLOP/byte) can never gain; conv2 can.
 MACHINE = roofline.Machine(flops=1e11, bandwidth=1e10, alpha=2.0)
@@ -65,7 +72,7 @@ def test_guided_prune_leaves_conv1_dense_and_prunes_conv2(tmp_path):
     assert not torch.equal(model.conv1.weight, conv1_before)  # trained (L2), never pruned
     assert (model.conv1.weight != 0).all()
     assert layers["conv2"].density < 0.6
-    assert (tmp_path / "summary.json").exists() and "accuracy" in res.final
+    assert (tmp_path / "prune").is_dir() and "accuracy" in res.final
 
 
 def test_stalled_layer_above_lower_bound_is_restored_to_its_dense_weights():
@@ -94,7 +101,7 @@ def test_layer_at_its_upper_bound_stops_and_keeps_its_zeros():
     pruner = Pruner(model, plans, cfg)
     with torch.no_grad():
         model.conv2.weight.view(-1)[: int(0.999 * model.conv2.weight.numel())] = 0
-    _check(pruner, cfg, last=False)
+    check_layers(pruner, cfg, last=False)
     assert plans["conv2"].status == DONE
     # A gradient step would regrow zeros; the hooks keep them at zero.
     model.conv2.weight.grad = torch.ones_like(model.conv2.weight)
@@ -139,3 +146,53 @@ def test_bad_prune_config():
         PruneConfig(adaptive_factor=1.5).validate()
     with pytest.raises(ConfigError, match="no Conv2d"):
         plan_layers(nn.Sequential(nn.ReLU()), (1, 4, 4), MACHINE, PruneConfig())
+
+
+def test_killed_run_resumes_from_fit_checkpoints_to_the_same_result(tmp_path, monkeypatch):
+    """All state (plans, masks, originals) is in fit's checkpoint: a kill mid-pruning and a
+    rerun give the same weights and decisions as one uninterrupted run."""
+
+    def run(folder):
+        torch.manual_seed(0)
+        model = Tiny()
+        res = guided_prune(
+            model,
+            _data(),
+            input_shape=(1, 8, 8),
+            machine=MACHINE,
+            config=PruneConfig(strength=0.3, threshold=0.05),
+            train=TrainConfig(epochs=1, batch_size=16, lr=0.05, checkpoint_every=2),
+            periods=3,
+            retrain=TrainConfig(epochs=1, batch_size=16, lr=0.01),
+            checkpoint_dir=folder,
+        )
+        return model, [(p.name, p.status, p.density, p.history) for p in res.layers]
+
+    clean_model, clean_plans = run(tmp_path / "clean")
+
+    real = Pruner.after_step
+
+    def killed(self, model, step):
+        if step == 9:  # mid second period, after the check of the first
+            raise KeyboardInterrupt
+        real(self, model, step)
+
+    monkeypatch.setattr(Pruner, "after_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    monkeypatch.setattr(Pruner, "after_step", real)
+    model, plans = run(tmp_path / "killed")
+    assert plans == clean_plans
+    for a, b in zip(model.state_dict().values(), clean_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_pruning_train_config_with_weight_decay_is_refused():
+    with pytest.raises(ConfigError, match="weight_decay"):
+        guided_prune(
+            Tiny(),
+            _data(),
+            input_shape=(1, 8, 8),
+            machine=MACHINE,
+            train=TrainConfig(epochs=1, weight_decay=1e-4),
+        )

@@ -4,7 +4,7 @@ import pytest
 
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.holistic_sparsecnn import roofline
-from dnnrepro.holistic_sparsecnn.experiments import CAFFENET_CONV5
+from dnnrepro.holistic_sparsecnn.experiment import CAFFENET_CONV5
 
 M = roofline.Machine(flops=100.0, bandwidth=10.0, alpha=4.0, beta=2.0)
 L = roofline.LayerCost(flops=1000.0, act_bytes=5.0, weight_bytes=20.0)

@@ -25,8 +25,10 @@ def test_from_dense_matches_the_conv_on_several_input_sizes():
 
 
 def test_from_dense_rejects_unsupported_convs():
+    with pytest.raises(ConfigError, match="padding_mode"):
+        SparseConv2d.from_dense(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
     with pytest.raises(ConfigError, match="groups"):
-        SparseConv2d.from_dense(nn.Conv2d(4, 4, 3, groups=2))
+        SparseConv2d(4, 6, 3, groups=4)
     with pytest.raises(ConfigError, match="float32"):
         SparseConv2d.from_dense(nn.Conv2d(4, 4, 3).double())
     with pytest.raises(ConfigError, match="Conv2d"):

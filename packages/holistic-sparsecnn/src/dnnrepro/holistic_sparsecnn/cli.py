@@ -1,4 +1,4 @@
-"""Extra subcommands: ``prune``, ``bench`` and ``roofline`` (``reproduce`` comes from the core)."""
+"""Extra subcommands: ``prune`` and ``roofline`` (``reproduce`` and ``bench`` come from the core)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ def add_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=1, help="batch the model assumes (default 1)")
     p.set_defaults(func=_roofline)
-
-    p = sub.add_parser("bench", help="direct sparse conv vs torch dense conv -> bench.json")
-    p.add_argument("--out", default="paper_results/holistic-sparsecnn")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="batch 4, three densities (seconds)")
-    p.set_defaults(func=_bench)
 
     p = sub.add_parser("prune", help="guided (GSL) or uniform (ESL) pruning of a model")
     p.add_argument("--model", default="lenet", choices=["lenet", "alexnet-small"])
@@ -38,7 +32,7 @@ def add_commands(sub) -> None:
 
 
 def _roofline(args) -> int:
-    from . import experiments, roofline
+    from . import experiment, roofline
 
     if args.threads < 1 or args.batch < 1:
         raise ConfigError("--threads and --batch must be >= 1")
@@ -47,8 +41,8 @@ def _roofline(args) -> int:
         f"F {m.flops / 1e9:.1f} GFLOP/s (GEMM)  B {m.bandwidth / 1e9:.1f} GB/s (copy)  "
         f"alpha {m.alpha:.2f}  lower bound x < {roofline.lower_bound(m):.3f}"
     )
-    for name, layer in experiments.ALEXNET.items():
-        cost = experiments.layer_cost(layer, args.batch)
+    for name, layer in experiment.ALEXNET.items():
+        cost = experiment.layer_cost(layer, args.batch)
         xu = roofline.upper_bound(cost, m)
         print(
             f"AlexNet {name}: upper bound x = {xu:.4f}, best speedup "
@@ -58,17 +52,11 @@ def _roofline(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from . import bench
-
-    argv = ["--out", args.out, "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-    return bench.main(argv)
-
-
 def _prune(args) -> int:
     import torch
 
     from dnnrepro.core import baselines, checkpoint, data
+    from dnnrepro.core.io import write_json
     from dnnrepro.core.train import TrainConfig, fit
 
     from .models import AlexNetSmall
@@ -108,11 +96,12 @@ def _prune(args) -> int:
         config=config,
         train=TrainConfig(epochs=1, lr=0.01),
         periods=args.periods,
-        retrain=TrainConfig(epochs=1, lr=0.002, schedule="cosine"),
+        retrain=TrainConfig(epochs=1, lr=0.002, schedule="cosine", weight_decay=5e-4),
         checkpoint_dir=out,
         log=print,
     )
     checkpoint.save_weights(out / "final", model, {"model": args.model})
+    write_json(out / "summary.json", result.summary())
     print(
         json.dumps(
             {

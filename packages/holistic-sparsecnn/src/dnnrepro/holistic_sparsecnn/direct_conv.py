@@ -97,11 +97,17 @@ def direct_sparse_conv2d(
         xpad = _pad_flat(input.detach(), csr.padding).numpy()
         out = torch.empty((batch, n_out, hout, wout), dtype=torch.float32)
         b = bias.detach().contiguous().numpy() if bias is not None else np.zeros(n_out, np.float32)
-        cpu_kernel.set_threads(torch.get_num_threads())
+        torch_threads = torch.get_num_threads()
+        cpu_kernel.set_threads(torch_threads)
         wp = csr.padded_hw[1]
         cpu_kernel.run(
             xpad, csr.rowptr, csr.colidx, csr.values, b, out.numpy(), hout, wout, wp, stride, relu
         )
+        # numba's OpenMP pool, when it starts, resets the process's OpenMP thread count to its
+        # own pool size, which is also torch's: put torch's back (else a dense baseline timed
+        # after the first sparse call silently runs on more threads than asked for)
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
     return out
 
 

@@ -14,8 +14,9 @@ Pruning plugs into the core training loop as a callback (:class:`Pruner`):
 (:mod:`.roofline`) and prunes only layers that can gain; it re-checks after every period, stops
 pruning a layer once it reaches its upper bound (further sparsity gains nothing), and restores a
 layer's original dense weights if its sparsity stalls where the model says sparse is slower than
-dense. Then it retrains with the masks fixed. ``guided=False`` is plain ESL (uniform strength on
-every layer, no model) for comparison.
+dense. Then it retrains with the masks fixed (the core's ``FixedMask``). ``guided=False`` is plain
+ESL (uniform strength on every layer, no model) for comparison. All state lives in fit's
+checkpoints (the Pruner is a stateful fit callback), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dnnrepro.core import checkpoint
 from dnnrepro.core.errors import ConfigError
-from dnnrepro.core.io import write_json
-from dnnrepro.core.train import Callback, TrainConfig, evaluate, fit
+from dnnrepro.core.sparsity import FixedMask
+from dnnrepro.core.train import Callback, TrainConfig, check_pair, evaluate, fit
 
 from . import roofline
 from .sparse_module import conv_input_sizes, density
@@ -60,6 +60,9 @@ class PruneConfig:
     prune_fc: bool = True
     min_speedup: float = 1.0  # a layer "can gain" when its projected best speedup exceeds this
     stall_tol: float = 0.01  # density change per period below which a layer has stabilised
+    # Also restore a layer still above its lower bound after the last period (not stabilised).
+    # Off by default: the paper restores only stabilised layers; the 0.1 small run had it on.
+    restore_unfinished: bool = False
     batch: int = 1  # batch size the performance model assumes for inference
 
     def validate(self) -> PruneConfig:
@@ -100,14 +103,34 @@ class LayerPlan:
 
 
 class Pruner(Callback):
-    """The fit callback of one run; holds masks, shadows and the original dense weights.
+    """The fit callback of the pruning phase; holds the plans, masks, DNS shadows and the
+    original dense weights, and runs GSL's period checks.
 
-    Its state in fit's checkpoint is the masks and the DNS shadows, so a kill mid-period resumes
-    weights and shadows from the same step.
+    ``period_steps``: optimizer steps per pruning period; after the last step of each period the
+    layers are re-checked (:func:`check_layers`). 0 disables the checks (plain ESL runs with no
+    model also set ``config.guided=False``).
+
+    Its whole state (plans as JSON; masks, shadows and originals as tensors) is returned by
+    :meth:`state_dict`, so fit's checkpoint alone resumes a killed run at the same step with the
+    same decisions: there is no second resume layer.
+
+    Weight decay: SkimCaffe sets the regularization type per layer (L1 on the layers being
+    pruned, L2 on the others), which the core's one weight-decay path (``TrainConfig.weight_decay``,
+    the same L2 for every parameter) cannot express. So this callback adds both terms itself in
+    :meth:`after_backward`, and :func:`guided_prune` refuses a pruning ``TrainConfig`` with
+    ``weight_decay > 0`` (it would add a second L2 on top).
     """
 
-    def __init__(self, model: nn.Module, plans: dict[str, LayerPlan], config: PruneConfig):
+    def __init__(
+        self,
+        model: nn.Module,
+        plans: dict[str, LayerPlan],
+        config: PruneConfig,
+        period_steps: int = 0,
+        periods: int = 1,
+    ):
         self.model, self.plans, self.config = model, plans, config
+        self.period_steps, self.periods = period_steps, periods
         self.modules = {name: model.get_submodule(name) for name in plans}
         self.original = {n: m.weight.detach().clone() for n, m in self.modules.items()}
         self.masks: dict[str, torch.Tensor] = {}
@@ -134,7 +157,7 @@ class Pruner(Callback):
                     if plan.status == DONE:
                         w.grad.mul_(self.masks[name])
 
-    def after_step(self, _model: nn.Module, _step: int) -> None:
+    def after_step(self, _model: nn.Module, step: int) -> None:
         cfg = self.config
         with torch.no_grad():
             for name, plan in self.plans.items():
@@ -149,10 +172,13 @@ class Pruner(Callback):
                     w.data.mul_(w.data.abs() >= th)
                 elif plan.status == DONE:
                     w.data.mul_(self.masks[name])
+        if self.period_steps and (step + 1) % self.period_steps == 0:
+            period = (step + 1) // self.period_steps
+            check_layers(self, cfg, last=period >= self.periods)
 
     def freeze(self, name: str) -> None:
         """Stop pruning ``name``: its current zeros stay zero from now on."""
-        self.masks[name] = (self.modules[name].weight.detach() != 0).float()
+        self.masks[name] = self.modules[name].weight.detach() != 0
         self.shadow.pop(name, None)
         self.plans[name].status = DONE
 
@@ -163,27 +189,23 @@ class Pruner(Callback):
         self.shadow.pop(name, None)
         self.plans[name].status = RESTORED
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {f"mask.{k}": v for k, v in self.masks.items()}
-        out.update({f"shadow.{k}": v for k, v in self.shadow.items()})
-        return out
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.masks = {k[5:]: v.clone() for k, v in state.items() if k.startswith("mask.")}
-        self.shadow = {k[7:]: v.clone() for k, v in state.items() if k.startswith("shadow.")}
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        out.update({f"mask.{k}": v for k, v in self.masks.items()})
+    def state_dict(self) -> dict:
+        out: dict = {f"mask.{k}": v for k, v in self.masks.items()}
         out.update({f"shadow.{k}": v for k, v in self.shadow.items()})
         out.update({f"original.{k}": v for k, v in self.original.items()})
+        out["plans"] = {n: asdict(p) for n, p in self.plans.items()}
         return out
 
-    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.masks = {k[5:]: v for k, v in tensors.items() if k.startswith("mask.")}
-        self.shadow = {k[7:]: v for k, v in tensors.items() if k.startswith("shadow.")}
-        self.original = {k[9:]: v for k, v in tensors.items() if k.startswith("original.")}
+    def load_state_dict(self, state: dict) -> None:
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v.clone() for k, v in state.items() if k.startswith(prefix)}
+
+        self.masks = {k: v.bool() for k, v in part("mask.").items()}
+        self.shadow = part("shadow.")
+        self.original.update(part("original."))
+        for name, saved in state.get("plans", {}).items():
+            # in place: guided_prune holds the same dict
+            self.plans[name] = LayerPlan(**saved)
 
 
 def plan_layers(
@@ -197,7 +219,7 @@ def plan_layers(
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             plan = LayerPlan(name, "conv", module.weight.numel(), PRUNING, config.strength)
-            if module.groups == 1 and name in sizes:
+            if name in sizes:
                 cost = roofline.LayerCost.of(module, sizes[name], config.batch)
                 plan.x_upper = roofline.upper_bound(cost, machine)
                 plan.x_lower = max(
@@ -262,70 +284,72 @@ def guided_prune(
     log=None,
 ) -> GuidedResult:
     """GSL on ``model`` (changed in place and returned): ``periods`` pruning periods of
-    ``train.epochs`` epochs each, a check after each, then ``retrain`` with the masks fixed.
+    ``train``'s length each (``epochs`` or ``steps`` per period) in one fit, with a check after
+    each, then ``retrain`` with the masks fixed (:class:`dnnrepro.core.sparsity.FixedMask`; its
+    L2 is ``retrain.weight_decay``, the core's one weight-decay path).
 
-    ``data``/``test`` are (images, labels). With ``checkpoint_dir`` a killed run resumes at the
-    last finished period (each period's fit also resumes mid-way).
+    ``data``/``test`` are (images, labels). ``train.weight_decay`` must be 0 (the per-layer
+    L1/L2 of the pruning phase is the Pruner's, see :class:`Pruner`). With ``checkpoint_dir`` a
+    killed run resumes from fit's checkpoints (``prune/``, ``retrain/``) at the step it reached.
     """
     config = (config or PruneConfig()).validate()
     train = train or TrainConfig(epochs=1, lr=0.01, optimizer="momentum")
     if periods < 1:
         raise ConfigError("periods must be >= 1")
+    if train.weight_decay:
+        raise ConfigError(
+            "guided_prune: the pruning TrainConfig must have weight_decay=0; set the L2 of the "
+            "layers not being pruned with PruneConfig.l2 (L1 and L2 are chosen per layer)"
+        )
+    x_train, _ = check_pair(data, "guided_prune data")
     machine = machine or roofline.this_machine(torch.get_num_threads())
     log = log or (lambda _msg: None)
     plans = plan_layers(model, input_shape, machine, config)
-    pruner = Pruner(model, plans, config)
+    steps_per_epoch = max(1, math.ceil(len(x_train) / train.batch_size))
+    period_steps = train.total_steps(steps_per_epoch)
+    pruner = Pruner(model, plans, config, period_steps, periods)
     root = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    start = 0
-    if root is not None and checkpoint.exists(root / "gsl"):
-        tensors, meta = checkpoint.load(root / "gsl")
-        pruner.load_tensors(tensors)
-        for name, saved in meta["plans"].items():
-            plans[name] = LayerPlan(**saved)
-        pruner.plans = plans
-        start = meta["period"]
-        log(f"resuming guided pruning after period {start}")
-    for period in range(start, periods):
-        if not any(p.status == PRUNING for p in plans.values()):
-            break
-        fit(
-            model,
-            data,
-            dataclasses.replace(train, seed=train.seed + period),  # a new batch order per period
-            callbacks=[pruner],
-            checkpoint_dir=None if root is None else root / f"period{period}",
-        )
-        _check(pruner, config, last=period == periods - 1)
-        log(
-            f"period {period + 1}/{periods}: "
-            + ", ".join(f"{n} {p.density:.3f} {p.status}" for n, p in plans.items())
-        )
-        if root is not None:
-            meta = {"period": period + 1, "plans": {n: asdict(p) for n, p in plans.items()}}
-            checkpoint.save(root / "gsl", pruner.state_tensors(), meta, tag=str(period + 1))
+    # One fit for all periods: the checks run inside it (Pruner.after_step), so fit's
+    # checkpoint holds every decision taken so far.
+    prune_cfg = dataclasses.replace(train, epochs=None, steps=periods * period_steps)
+    fit(
+        model,
+        data,
+        prune_cfg,
+        callbacks=[pruner],
+        checkpoint_dir=None if root is None else root / "prune",
+    )
+    log("after pruning: " + ", ".join(f"{n} {p.density:.3f} {p.status}" for n, p in plans.items()))
     for name, plan in plans.items():  # every pruned layer keeps its zeros while retraining
         if plan.status == PRUNING:
             pruner.freeze(name)
     if retrain is not None:
+        masks = {
+            f"{name}.weight": pruner.masks[name]
+            for name, plan in plans.items()
+            if plan.status == DONE
+        }
         fit(
             model,
             data,
             retrain,
-            callbacks=[pruner],
+            callbacks=[FixedMask(masks)] if masks else [],
             checkpoint_dir=None if root is None else root / "retrain",
         )
     for name, plan in plans.items():
         plan.density = density(pruner.modules[name].weight)
     final = evaluate(model, test) if test is not None else {}
-    result = GuidedResult(model, list(plans.values()), final, machine.as_dict())
-    if root is not None:
-        write_json(root / "summary.json", result.summary())
-    return result
+    return GuidedResult(model, list(plans.values()), final, machine.as_dict())
 
 
-def _check(pruner: Pruner, config: PruneConfig, last: bool) -> None:
-    """GSL step 3 after a period: record densities; stop at the upper bound; restore stalled
-    layers that the model says are slower than dense."""
+def check_layers(pruner: Pruner, config: PruneConfig, last: bool) -> None:
+    """GSL step 3 after a period: record densities; stop a layer at its upper bound; restore a
+    layer whose density has stabilised above its lower bound (sparse would be slower there).
+
+    "Stabilised" is ours (the paper does not define it): a density change below
+    ``config.stall_tol`` between two checks. With ``config.restore_unfinished`` a layer still
+    above its lower bound after the last period is restored too, although it was still falling.
+    """
     for name, plan in pruner.plans.items():
         x = density(pruner.modules[name].weight)
         previous = plan.history[-1] if plan.history else 1.0
@@ -337,9 +361,16 @@ def _check(pruner: Pruner, config: PruneConfig, last: bool) -> None:
         if x <= plan.x_upper:
             pruner.freeze(name)
             plan.reason += f"; stopped at the upper bound ({x:.3f} <= {plan.x_upper:.3f})"
-        elif (last or (stalled and len(plan.history) >= 2)) and x > plan.x_lower:
+        elif stalled and len(plan.history) >= 2 and x > plan.x_lower:
             pruner.restore(name)
             plan.density = 1.0
             plan.reason += (
                 f"; restored: stabilised at {x:.3f} above the lower bound {plan.x_lower:.3f}"
+            )
+        elif last and config.restore_unfinished and x > plan.x_lower:
+            pruner.restore(name)
+            plan.density = 1.0
+            plan.reason += (
+                f"; restored after the last period (restore_unfinished): still at {x:.3f} "
+                f"above the lower bound {plan.x_lower:.3f}, not stabilised"
             )

@@ -97,11 +97,12 @@ class LayerCost:
 
     @classmethod
     def of(cls, conv: nn.Conv2d, input_hw, batch: int = 1) -> LayerCost:
-        """Costs of an ``nn.Conv2d`` (groups must be 1) on inputs of size ``input_hw``."""
-        if conv.groups != 1:
-            raise ConfigError("the performance model covers groups=1 convolutions only")
-        return cls.conv(
-            conv.in_channels,
+        """Costs of an ``nn.Conv2d`` on inputs of size ``input_hw``. A grouped conv is its
+        ``groups`` independent convolutions: FLOPs and weights of C/groups input channels per
+        output channel, activations of all channels."""
+        g = conv.groups
+        one = cls.conv(
+            conv.in_channels // g,
             conv.out_channels,
             conv.kernel_size,
             input_hw,
@@ -110,6 +111,9 @@ class LayerCost:
             conv.dilation,
             batch,
         )
+        h, w = (input_hw, input_hw) if isinstance(input_hw, int) else input_hw
+        extra_input = (conv.in_channels - conv.in_channels // g) * h * w * batch * 4
+        return cls(one.flops, one.act_bytes + extra_input, one.weight_bytes)
 
 
 def _check_x(x: float) -> float:
@@ -222,6 +226,44 @@ def measure_alpha(
             max_seconds=seconds,
         )
     return t.min * flops / (csr.density * layer.flops)
+
+
+def alpha_ratio(
+    x: float = 0.5,
+    repeats: int = 9,
+    max_seconds: float | None = None,
+    seed: int = 0,
+):
+    """alpha measured by the core's timing protocol: the interleaved ratio of the direct sparse
+    conv on the calibration layer at non-zero fraction ``x`` to a ``torch.mm`` doing the same
+    ``x * C`` FLOPs (the layer's lowered GEMM, N x CRS by CRS x (x * B*Ho*Wo)).
+
+    alpha = t_sparse * F / (x * C) = t_sparse / t_gemm(x * C): the ratio is alpha directly, and
+    its bootstrap interval comes with it. Returns a ``bench.RatioMeasurement`` (threads: those
+    in effect).
+    """
+    from dnnrepro.core.bench import interleaved_ratio
+
+    from .csr import to_csr
+    from .direct_conv import direct_sparse_conv2d
+
+    cal = CALIBRATION
+    g = torch.Generator().manual_seed(seed)
+    inp = torch.rand(cal["batch"], cal["in_channels"], cal["hw"], cal["hw"], generator=g)
+    k = cal["kernel"]
+    w = random_sparse_weight((cal["out_channels"], cal["in_channels"], k, k), x, g)
+    csr = to_csr(w, inp.shape, cal["padding"])
+    cols = max(1, round(csr.density * cal["batch"] * cal["hw"] * cal["hw"]))
+    a = torch.rand(cal["out_channels"], cal["in_channels"] * k * k, generator=g)
+    b = torch.rand(cal["in_channels"] * k * k, cols, generator=g)
+    # candidate: the GEMM (x*C FLOPs); baseline: the sparse conv -> ratio = t_sparse / t_gemm
+    return interleaved_ratio(
+        lambda: torch.mm(a, b),
+        lambda: direct_sparse_conv2d(inp, csr, padding=cal["padding"]),
+        repeats=repeats,
+        max_seconds=max_seconds,
+        seed=seed,
+    )
 
 
 def random_sparse_weight(shape, x: float, generator: torch.Generator) -> torch.Tensor:
