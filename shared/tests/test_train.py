@@ -360,3 +360,12 @@ def test_divergence_is_a_one_line_user_error():
             cfg,
             penalties=[lambda m: torch.tensor(float("nan"))],
         )
+
+
+def test_inv_schedule_is_danns_annealing():
+    config = train.TrainConfig(steps=100, batch_size=8, lr=0.01, schedule="inv", power=0.75)
+    assert config.lr_at(0, 10) == pytest.approx(0.01)
+    assert config.lr_at(50, 10) == pytest.approx(0.01 / (1 + 10 * 0.5) ** 0.75)
+    assert config.lr_at(100, 10) == pytest.approx(0.01 / 11**0.75)
+    with pytest.raises(ConfigError):
+        train.TrainConfig(steps=10, batch_size=8, schedule="inv", inv_alpha=0.0).validate()

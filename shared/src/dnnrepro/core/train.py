@@ -57,7 +57,7 @@ GradFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
 Penalty = Callable[[nn.Module], torch.Tensor]
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "step", "poly", "cosine")
+SCHEDULES = ("constant", "step", "poly", "cosine", "inv")
 
 
 @dataclass(kw_only=True)
@@ -69,8 +69,9 @@ class TrainConfig:
     the lr schedule still spans the full length.
 
     lr schedules are evaluated per optimizer step: ``step`` multiplies by ``gamma`` at each epoch in
-    ``milestones``; ``poly`` is lr * (1 - t/T)^power; ``cosine`` is lr * (1 + cos(pi t/T)) / 2,
-    with t the step and T the total number of steps.
+    ``milestones``; ``poly`` is lr * (1 - t/T)^power; ``cosine`` is lr * (1 + cos(pi t/T)) / 2;
+    ``inv`` is lr * (1 + inv_alpha t/T)^-power (DANN's annealing, inv_alpha 10 and power 0.75 in
+    Ganin et al.), with t the step and T the total number of steps.
     """
 
     epochs: int | None = None
@@ -84,6 +85,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     power: float = 1.0
+    inv_alpha: float = 10.0
     betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 0
     threads: int | None = None
@@ -130,6 +132,7 @@ class TrainConfig:
             ),
             (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
             (self.power > 0, "power must be > 0"),
+            (math.isfinite(self.inv_alpha) and self.inv_alpha > 0, "inv_alpha must be > 0"),
             (all(0 <= b < 1 for b in self.betas), "betas must be in [0, 1)"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
@@ -157,6 +160,8 @@ class TrainConfig:
             return self.lr * max(0.0, 1 - step / total) ** self.power
         if self.schedule == "cosine":
             return self.lr * (1 + math.cos(math.pi * min(step, total) / total)) / 2
+        if self.schedule == "inv":
+            return self.lr * (1 + self.inv_alpha * min(step, total) / total) ** -self.power
         return self.lr
 
 

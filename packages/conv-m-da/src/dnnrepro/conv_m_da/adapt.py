@@ -73,7 +73,7 @@ class AdaptConfig:
     MMD and entropy weights follow the same ramp (from 0 at step 0), so that on networks trained
     from scratch the alignment terms cannot collapse the still-random features before the
     classifier has learned anything; it applies to every method alike. ``lr_decay``: DANN's
-    lr / (1 + 10 p)^0.75 over progress p (on top of ``schedule``).
+    lr / (1 + 10 p)^0.75 over progress p (replaces ``schedule``; the core's ``inv`` schedule).
     """
 
     method: str = "ours"
@@ -139,6 +139,10 @@ class AdaptConfig:
                 f"mmd_estimator must be one of {', '.join(ESTIMATORS)}",
             ),
             (out.adversary in ("dann", "cdan"), "adversary must be dann or cdan"),
+            (
+                not out.lr_decay or out.schedule == "constant",
+                "lr_decay is DANN's schedule itself: leave schedule='constant' or set lr_decay=False",
+            ),
             (bool(out.kernels) and all(k > 0 for k in out.kernels), "kernels must be positive"),
             (out.grl_max_iters is None or out.grl_max_iters >= 1, "grl_max_iters must be >= 1"),
         ]
@@ -149,18 +153,18 @@ class AdaptConfig:
 
     def train_config(self) -> TrainConfig:
         """The core loop's config: ``steps`` optimizer steps over the source set (with DANN's lr
-        decay when ``lr_decay``)."""
-        kind = DecayedTrainConfig if self.lr_decay else TrainConfig
-        return kind(
+        decay, the core's ``inv`` schedule with power 0.75, when ``lr_decay``)."""
+        decay = {"schedule": "inv", "power": 0.75, "inv_alpha": 10.0} if self.lr_decay else {}
+        return TrainConfig(
             steps=self.steps,
             batch_size=self.batch_size,
             lr=self.lr,
             optimizer=self.optimizer,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
-            schedule=self.schedule,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
+            **({"schedule": self.schedule} | decay),
         ).validate()
 
     def objective(self) -> AdaptationObjective:
@@ -220,22 +224,6 @@ class TermMeans(Callback):
 
 
 @dataclass(kw_only=True)
-class DecayedTrainConfig(TrainConfig):
-    """TrainConfig whose lr follows DANN's annealing lr / (1 + 10 p)^0.75, p = step / steps.
-
-    core gap: TrainConfig has no inverse-decay schedule (SCHEDULES in dnnrepro/core/train.py);
-    this subclass overrides ``lr_at`` (fit sets each step's lr from it), and its extra field keys
-    the checkpoints apart from plain runs.
-    """
-
-    dann_decay: bool = True
-
-    def lr_at(self, step: int, steps_per_epoch: int) -> float:
-        base = super().lr_at(step, steps_per_epoch)
-        total = max(1, self.total_steps(steps_per_epoch))
-        return base * (1.0 + 10.0 * min(step, total) / total) ** -0.75
-
-
 @dataclass
 class AdaptResult:
     """What ``adapt`` returns: the trained :class:`AdaptationNet` and its numbers.
