@@ -176,3 +176,31 @@ def test_training_with_force_lowers_the_distance_energy():
     fit(a, _data(), cfg)
     fit(b, _data(), cfg, callbacks=[ForceRegularizer(b, 0.05, "degradation")])
     assert distance_energy(b.conv2.weight) < distance_energy(a.conv2.weight)
+
+
+def test_attach_adds_the_force_in_a_plain_torch_loop_and_remove_detaches_it():
+    """With the hook, torch SGD gives w - lr * (grad + wd * w + s * force(w)); after remove(),
+    plain SGD again. until_step counts backward passes."""
+    torch.manual_seed(0)
+    model = _Tiny()
+    ref = copy.deepcopy(model)
+    x, y = _data()
+    reg = ForceRegularizer(model, 0.05, "constant", per_layer={"conv2": 1.0}, until_step=1)
+    handle = reg.attach()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01)
+    w0 = model.conv2.weight.detach().clone()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert handle.step == 1
+    nn.functional.cross_entropy(ref(x), y).backward()
+    expected = w0 - 0.1 * (ref.conv2.weight.grad + 0.01 * w0 + 0.05 * force(w0, "constant"))
+    torch.testing.assert_close(model.conv2.weight.detach(), expected, rtol=1e-5, atol=1e-6)
+    # step 1 >= until_step: the hook no longer adds anything
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    plain = model.conv2.weight.grad.clone()
+    handle.remove()
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    torch.testing.assert_close(model.conv2.weight.grad, plain)
+    assert not handle.hooks

@@ -7,8 +7,10 @@ from torch import nn
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.models import LeNet
 from dnnrepro.forcereg import (
+    AlexNetConvs,
     ConvNet,
     LowRankConv2d,
+    LowRankLinear,
     decompose,
     energy_curve,
     lowrank_report,
@@ -107,17 +109,18 @@ def test_energy_kept_matches_the_rule_and_report():
 
 def test_bad_decompose_inputs_raise():
     model = ConvNet(1, 28)
-    with pytest.raises(ConfigError, match="Linear"):
-        decompose(model, ranks={"fc": 3})
+    with pytest.raises(ConfigError, match="ReLU"):
+        decompose(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), ranks={"1": 1})
+    with pytest.raises(ConfigError, match=r"\[1, 10\]"):
+        decompose(model, ranks={"fc": 11})
     with pytest.raises(ConfigError, match=r"\[1, 32\]"):
         decompose(model, ranks={"conv2": 33})
     with pytest.raises(ConfigError, match="not a layer"):
         decompose(model, ranks={"conv7": 3})
     with pytest.raises(ConfigError, match="method"):
         decompose(model, method="tucker")
-    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
-    with pytest.raises(ConfigError, match="grouped"):
-        decompose(grouped)
+    with pytest.raises(ConfigError, match=r"\[1, 2\] .* per group"):
+        decompose(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), ranks={"0": 3})
 
 
 def test_exclude_and_ranks_select_layers():
@@ -149,3 +152,71 @@ def test_prune_basis_zeroes_the_smallest_and_mask_holds():
         prune_basis(ConvNet(1, 28), 0.5)
     with pytest.raises(ConfigError, match="sparsity"):
         prune_basis(dec, 1.0)
+
+
+@pytest.mark.parametrize("method", ["pca", "svd"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fc_decomposition_is_two_linears_exact_at_full_rank(method, bias):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 7, bias=bias).double())
+    x = torch.randn(5, 12, dtype=torch.float64)
+    dec = decompose(model, ranks={"0": 7}, method=method)
+    layer = dec[0]
+    assert isinstance(layer, LowRankLinear) and layer.rank == 7 and layer.max_rank == 7
+    assert isinstance(layer.lowrank, nn.Linear) and layer.lowrank.bias is None
+    assert layer.lowrank.weight.shape == (7, 12) and layer.linear.weight.shape == (7, 7)
+    torch.testing.assert_close(dec(x), model(x), rtol=1e-10, atol=1e-10)
+    assert layer.energy_kept == pytest.approx(1.0)
+    # truncated: the best rank-3 approximation of the weight (Eckart-Young)
+    low = decompose(model, ranks={"0": 3}, method=method)[0]
+    product = low.linear.weight @ low.lowrank.weight
+    u, s, vh = torch.linalg.svd(model[0].weight.detach())
+    torch.testing.assert_close(product, (u[:, :3] * s[:3]) @ vh[:3], rtol=1e-9, atol=1e-9)
+
+
+def test_linear_layers_by_energy_only_when_asked():
+    torch.manual_seed(0)
+    model = LeNet()
+    assert isinstance(decompose(model, energy=0.9).fc1, nn.Linear)
+    dec = decompose(model, energy=0.9, linear=True)
+    assert isinstance(dec.fc1, LowRankLinear) and isinstance(dec.conv2, LowRankConv2d)
+    assert dec(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("method", ["pca", "svd"])
+def test_grouped_conv_decomposition_is_exact_at_full_rank_and_keeps_groups(method):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 8, 3, padding=1, groups=2).double()
+    model = nn.Sequential(conv)
+    x = torch.randn(2, 6, 7, 7, dtype=torch.float64)
+    dec = decompose(model, ranks={"0": 4}, method=method)  # per group: min(4 filters, 27)
+    layer = dec[0]
+    assert layer.lowrank.groups == 2 and layer.linear.groups == 2
+    assert layer.lowrank.out_channels == 8 and layer.max_rank == 4
+    torch.testing.assert_close(dec(x), model(x), rtol=1e-10, atol=1e-10)
+    # group 1's outputs do not depend on group 0's inputs, before and after decomposition
+    low = decompose(model, ranks={"0": 2}, method=method)
+    x2 = x.clone()
+    x2[:, :3] += 1.0
+    torch.testing.assert_close(low(x2)[:, 4:], low(x)[:, 4:])
+    # at rank 2 per group, each group's block is its own best rank-2 approximation
+    for g in range(2):
+        block = conv.weight.detach()[4 * g : 4 * g + 4].reshape(4, -1)
+        u, s, vh = torch.linalg.svd(block)
+        recomb = low[0].linear.weight[4 * g : 4 * g + 4, :, 0, 0]
+        basis = low[0].lowrank.weight[2 * g : 2 * g + 2].reshape(2, -1)
+        torch.testing.assert_close(recomb @ basis, (u[:, :2] * s[:2]) @ vh[:2])
+
+
+def test_alexnet_decomposes_at_the_paper_ranks_without_refusal():
+    from dnnrepro.forcereg import PAPER_RANKS
+
+    torch.manual_seed(0)
+    model = AlexNetConvs()
+    dec = decompose(model, ranks=PAPER_RANKS)
+    rows = {r["layer"]: r for r in lowrank_report(dec, (3, 67, 67))}
+    assert {k: rows[k]["rank"] for k in PAPER_RANKS} == PAPER_RANKS
+    assert dec(torch.rand(1, 3, 67, 67)).shape == model(torch.rand(1, 3, 67, 67)).shape
+    full = decompose(model.double(), energy=1.0)
+    x = torch.rand(1, 3, 67, 67, dtype=torch.float64)
+    torch.testing.assert_close(full(x), model(x), rtol=1e-9, atol=1e-9)

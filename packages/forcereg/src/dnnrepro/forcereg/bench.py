@@ -1,84 +1,127 @@
-"""Benchmarks: conv-stack speed of decomposed ConvNets, and the cost of the force term.
+"""Benchmarks of ``dnnrepro forcereg bench`` (``Paper(bench=...)``; writes bench.json).
 
-    python -m dnnrepro.forcereg.bench --out paper_results/forcereg [--threads 2] [--quick]
+Ratios are dense / decomposed conv-stack time under the core timing protocol
+(``bench.interleaved_ratio``: interleaved calls, median ratio, bootstrap interval, machine load).
+Weights are random: speed depends on shapes and ranks only.
 
-1. ``convnet_conv_stack``: ConvNet (1x28x28 input, batch 256) conv stack (``features``), dense vs
-   decomposed with conv2 and conv3 at the same rank fraction of their full rank (conv1 stays
-   dense), for several fractions, and at the ranks the last small-profile reproduction chose
-   (read from paper_results/forcereg/results.json when present). Speedup = dense / decomposed
-   median time, both measured in this run. Weights are random: speed depends on shapes only.
-2. ``convnet_stack_breakdown``: each op of the dense conv stack timed alone; the share of conv2 +
-   conv3 (the decomposed layers) bounds the possible speedup (``amdahl_bound``).
-3. ``force_overhead``: time of ``force`` for one layer of 256 filters x 2304 weights (a 256->256
-   3x3 conv), degradation and constant, as a share of one training step (forward, backward, SGD)
-   of that layer on a batch of 64 maps of 14x14 (a ResNet-50 conv4-sized layer).
+1. ``alexnet_conv_stack`` / ``alexnet_torch_lowrank``: AlexNet's five conv layers at their real
+   shapes (group-split, 227x227, batch 1 and 32), decomposed at the paper's ranks (conv1 8, conv2
+   40, conv3 150, conv4 160, conv5 120, per group) by ``decompose``, and the same ranks built as
+   plain torch conv pairs (the baseline a user would write).
+2. ``convnet_conv_stack``: the ConvNet (1x28x28, batch 256) with conv2 and conv3 at rank
+   fractions 1/8 .. 1 of their full rank, and at the ranks of the last small reproduction (read
+   from that run's own stage, found with ``run_folder``; else from the pinned small results).
+3. ``convnet_stack_breakdown`` (untimed row): each op of the dense ConvNet stack alone; the share
+   of conv2 + conv3 bounds any speedup (``amdahl_bound``).
+4. ``force_overhead`` (untimed rows): time of ``force`` for one 256 x 2304 layer as a share of one
+   training step of that layer (batch 64 of 14x14 maps).
+
+``--quick`` shrinks shapes and repeats (tests, CI).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from dnnrepro.core.bench import threads, time_callable, write_bench
+from dnnrepro.core.bench import RatioMeasurement, bench_entry, threads, time_callable
+from dnnrepro.core.paper import BenchOptions
 
+from .alexnet import PAPER_RANKS
 from .convnet import ConvNet
+from .curve import conv_macs
 from .force import force
-from .lowrank import decompose, lowrank_report
+from .lowrank import decompose, max_rank
+from .speed import alexnet_speed, stack_ratio
 
 
-def _ranks_from_results(out_dir: Path) -> dict[str, int] | None:
-    path = out_dir / "results.json"
-    try:
-        runs = json.loads(path.read_text())["details"]["runs"]["convnet"]
-        return {k: int(v) for k, v in runs[0]["finetune_ranks"].items()}
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
+def small_run_ranks(opts: BenchOptions) -> dict[str, int] | None:
+    """The ConvNet ranks of the small reproduction's seed 0: its stored stage, else the pinned
+    small results; None when neither exists."""
+    candidates = []
+    if opts.paper is not None:
+        candidates.append((opts.run_folder("small") / "stages" / "convnet-seed0.json", "stage"))
+    candidates.append((opts.out_dir / "small" / "results.json", "results"))
+    for path, kind in candidates:
+        try:
+            doc = json.loads(path.read_text())
+            run = doc["value"] if kind == "stage" else doc["details"]["runs"]["convnet"][0]
+            return {k: int(v) for k, v in run["finetune_ranks"].items()}
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+    return None
 
 
-def conv_stack_entries(
-    out_dir: Path, n_threads: int, repeats: int, batch_size: int = 256
-) -> list[dict]:
+def _entry(name: str, m: dict, **extra) -> dict:
+    return bench_entry(name, RatioMeasurement.from_dict(m), **extra)
+
+
+def alexnet_entries(opts: BenchOptions) -> list[dict]:
+    size, batches, repeats = (67, (1,), 7) if opts.quick else (227, (1, 32), 9)
+    out = alexnet_speed(PAPER_RANKS, size, batches, repeats, opts.threads)
+    entries = []
+    for b, got in out["batches"].items():
+        common = dict(
+            batch=int(b),
+            input=f"3x{size}x{size}",
+            ranks=out["ranks"],
+            mac_ratio=out["macs"]["dense"] / out["macs"]["decomposed"],
+        )
+        entries.append(
+            _entry(
+                "alexnet_conv_stack",
+                got["decomposed"],
+                baseline="dense AlexNet conv stack",
+                candidate="decompose() at the paper's ranks",
+                **common,
+            )
+        )
+        entries.append(
+            _entry(
+                "alexnet_torch_lowrank",
+                got["torch_lowrank"],
+                baseline="dense AlexNet conv stack",
+                candidate="plain torch conv pairs at the same ranks",
+                **common,
+            )
+        )
+    return entries
+
+
+def conv_stack_entries(opts: BenchOptions, batch_size: int = 256) -> list[dict]:
+    batch_size, repeats = (8, 7) if opts.quick else (batch_size, 9)
     torch.manual_seed(0)
     dense = ConvNet(1, 28, 10).eval()
     batch = torch.rand(batch_size, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     configs = []
     for fraction in (0.125, 0.25, 0.5, 1.0):
         ranks = {
-            name: max(1, round(fraction * min(c.out_channels, c.weight[0].numel())))
+            name: max(1, round(fraction * max_rank(c)))
             for name, c in (("conv2", dense.conv2), ("conv3", dense.conv3))
         }
         configs.append((f"fraction {fraction:g}", ranks))
-    pinned = _ranks_from_results(out_dir)
+    pinned = small_run_ranks(opts)
     if pinned:
         configs.append(("ranks of the small reproduction (seed 0)", pinned))
     entries = []
-    with threads(n_threads) as n, torch.no_grad():
-        t_dense = time_callable(lambda: dense.features(batch), 2, repeats).median
-        for label, ranks in configs:
-            low = decompose(dense, ranks=ranks).eval()
-            t_low = time_callable(lambda low=low: low.features(batch), 2, repeats).median
-            # re-time the dense net right after, and keep its best, so drift on a shared machine
-            # does not favour either side
-            t_dense = min(t_dense, time_callable(lambda: dense.features(batch), 1, repeats).median)
-            macs_d = sum(r["macs"] for r in lowrank_report(dense, (1, 28, 28)))
-            macs_l = sum(r["macs"] for r in lowrank_report(low, (1, 28, 28)))
-            entries.append(
-                {
-                    "name": "convnet_conv_stack",
-                    "case": label,
-                    "ranks": ranks,
-                    "batch": batch_size,
-                    "threads": n,
-                    "dense_ms": 1e3 * t_dense,
-                    "decomposed_ms": 1e3 * t_low,
-                    "speedup": t_dense / t_low,
-                    "mac_ratio": macs_d / macs_l,
-                }
+    macs_d = conv_macs(dense, (1, 28, 28))
+    for label, ranks in configs:
+        low = decompose(dense, ranks=ranks).eval()
+        m = stack_ratio(dense, low, batch, repeats, opts.threads)
+        entries.append(
+            _entry(
+                "convnet_conv_stack",
+                m,
+                baseline="dense ConvNet conv stack",
+                candidate=f"conv2/conv3 decomposed ({label})",
+                case=label,
+                ranks=ranks,
+                batch=batch_size,
+                mac_ratio=macs_d / conv_macs(low, (1, 28, 28)),
             )
+        )
     return entries
 
 
@@ -150,22 +193,11 @@ def force_overhead_entries(n_threads: int, repeats: int, step_batch: int = 64) -
     return entries
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dnnrepro.forcereg.bench")
-    parser.add_argument("--out", default="paper_results/forcereg")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    entries = conv_stack_entries(out, args.threads, args.repeats)
-    entries.append(stack_breakdown_entry(args.threads, args.repeats))
-    entries += force_overhead_entries(args.threads, args.repeats)
-    for e in entries:
-        value = e.get("speedup", e.get("share_of_step", e.get("amdahl_bound")))
-        print(f"{e['name']:20s} {e['case']:42s} {value:.3f}")
-    print(write_bench(out, "forcereg", entries))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def bench(opts: BenchOptions) -> list[dict]:
+    """Every entry of bench.json (see the module doc)."""
+    repeats = 2 if opts.quick else 10
+    entries = alexnet_entries(opts)
+    entries += conv_stack_entries(opts)
+    entries.append(stack_breakdown_entry(opts.threads, repeats, 8 if opts.quick else 256))
+    entries += force_overhead_entries(opts.threads, repeats, 2 if opts.quick else 64)
+    return entries

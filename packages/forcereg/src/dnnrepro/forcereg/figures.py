@@ -92,3 +92,37 @@ def draw_figures(ctx: RunContext, results: dict[str, list[dict]], sweep: list[di
         ax2.set_ylabel("test accuracy", color="C1")
         ax.set_title(f"{names[0]}: strength sweep (seed {ctx.seeds[0]})")
         ctx.figure("strength_sweep", fig, sweep)
+
+
+def draw_scratch_figures(ctx: RunContext, recipe, runs: list[dict]) -> None:
+    """The paper's trade-off: test accuracy against conv MACs after decomposition + fine-tuning,
+    one line per seed and curve (force arms, no force, post-hoc SVD of the no-force net)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        return
+    names = list(runs[0]["curves"])
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    data = {}
+    for i, name in enumerate(names):
+        series = []
+        for j, r in enumerate(runs):
+            pts = sorted(r["curves"][name], key=lambda p: p["macs"])
+            xs, ys = [p["macs"] for p in pts], [100 * p["accuracy"] for p in pts]
+            style = "--" if name.startswith("posthoc") else "-"
+            ax.plot(xs, ys, style + "o", color=f"C{i}", ms=3, lw=1, label=name if j == 0 else None)
+            series.append({"seed": j, "macs": xs, "accuracy": [p["accuracy"] for p in pts]})
+        data[name] = series
+    control = recipe.arms[0].name
+    dense = _mean(r["arms"][control]["accuracy"] for r in runs)
+    ax.axhline(100 * (dense - recipe.tolerance), color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("conv MACs per image (decomposed + fine-tuned)")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_ylim(max(0.0, 100 * dense - 10), 100)
+    ax.set_title(f"{recipe.name}: accuracy vs FLOPs (dotted: dense no-force - 0.5 pp)", fontsize=9)
+    ax.legend(fontsize=7)
+    ctx.figure("accuracy_vs_flops", fig, data)

@@ -1,7 +1,15 @@
-"""ForceRegularizer: the force as a callback of the core training loop.
+"""ForceRegularizer: the force as a gradient modifier, in your own loop or in the core's ``fit``.
 
-The core loop (``dnnrepro.core.train.fit``) adds weight decay to the gradients and then runs its
-callbacks' ``after_backward`` before the optimizer (and its momentum) sees them: the order of the
+In your own torch loop, attach it to the weights' gradients (``register_post_accumulate_grad_hook``:
+the force is added as soon as backward has accumulated each weight's gradient, so the optimizer,
+with its weight decay and momentum, sees ``grad + strength * force``), and remove it when done::
+
+    handle = ForceRegularizer(model, strength=1e-3, kind="constant").attach()
+    ...  # loss.backward(); optimizer.step() as usual
+    handle.remove()
+
+As a callback of the core loop (``dnnrepro.core.train.fit``): the loop adds weight decay to the
+gradients and then runs its callbacks' ``after_backward`` before the optimizer (and its momentum) sees them: the order of the
 authors' Caffe solver (Regularize, then ForceRegularize, then ComputeUpdateValue). So::
 
     reg = ForceRegularizer(model, strength=1e-3, kind="constant", per_layer={"conv1": 1, "conv2": 1})
@@ -31,6 +39,20 @@ LAYER_TYPES = (nn.Conv2d, nn.Linear)
 def conv_layer_names(model: nn.Module) -> list[str]:
     """Names (as in ``model.named_modules()``) of every nn.Conv2d in ``model``."""
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+class _Handle:
+    """What :meth:`ForceRegularizer.attach` returns: ``.remove()`` detaches every hook;
+    ``.step`` counts the backward passes seen (the schedule of ``until_step``)."""
+
+    def __init__(self):
+        self.hooks: list = []
+        self.step = 0
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks.clear()
 
 
 class ForceRegularizer(Callback):
@@ -104,6 +126,34 @@ class ForceRegularizer(Callback):
 
     def after_backward(self, model: nn.Module, step: int) -> None:
         self(model, step)
+
+    def attach(self) -> _Handle:
+        """Add the force to each opted-in weight's gradient at every backward pass, through
+        ``Tensor.register_post_accumulate_grad_hook``; returns a handle whose ``.remove()``
+        detaches it.
+
+        ``until_step`` counts backward passes since ``attach`` (one per optimizer step in a plain
+        loop; with gradient accumulation, set ``handle.step`` yourself). Do not also pass the
+        regularizer to ``fit`` (the force would be added twice).
+        """
+        handle = _Handle()
+
+        def hook(param: torch.Tensor, mult: float, counts: bool) -> None:
+            if self.active(handle.step):
+                with torch.no_grad():
+                    param.grad.add_(force(param, self.kind), alpha=self.strength * mult)
+            if counts:
+                handle.step += 1
+
+        # the first opted-in layer (in module order) counts the passes: backward reaches it last
+        # in a feed-forward net, so every layer of one pass sees the same step
+        for i, (_, module, mult) in enumerate(self.layers):
+            handle.hooks.append(
+                module.weight.register_post_accumulate_grad_hook(
+                    lambda p, m=mult, c=(i == 0): hook(p, m, c)
+                )
+            )
+        return handle
 
     def __repr__(self) -> str:
         layers = ", ".join(f"{n}x{m:g}" for n, _, m in self.layers)
