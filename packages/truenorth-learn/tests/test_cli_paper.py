@@ -1,10 +1,13 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
 from dnnrepro.core.cli import main
 from dnnrepro.core.paper import reproduce
-from dnnrepro.truenorth_learn.paper import CLAIMS, PAPER
+from dnnrepro.truenorth_learn.claims import CLAIMS
+from dnnrepro.truenorth_learn.paper import PAPER
 
 
 def test_claims_are_declared_with_rules():
@@ -12,7 +15,9 @@ def test_claims_are_declared_with_rules():
     assert len(ids) == len(set(ids))
     assert "mnist_core_reduction" in ids and "mnist_tick_speedup" in ids
     paper_only = [c.id for c in CLAIMS if c.profiles == ("paper",)]
-    assert paper_only == ["mnist_esser_64copy"]
+    assert paper_only == ["mnist_esser_64copy", "mnist_esser_1copy"]
+    tuned = {k for c in CLAIMS for k in c.tuned}
+    assert tuned == {"mnist_penalty", "digits_penalty"}
 
 
 @pytest.mark.slow
@@ -23,7 +28,10 @@ def test_smoke_reproduce_runs_every_path(tmp_path):
     assert {r["verdict"] for r in doc["claims"]} == {"not run at this profile"}
     out = tmp_path / "out" / "_smoke" / "truenorth-learn" / "smoke"
     assert (out / "mnist5k_curves.png").exists() and (out / "digits_curves.png").exists()
-    assert doc["details"]["digits"]["selected"] == "l1_to_binary@3"
+    record = {r["name"]: r for r in doc["tuning"]}["digits_penalty"]
+    assert record["split"] == "val" and record["seeds"] == [1000]
+    assert doc["details"]["digits"]["selected"] == record["choice"]
+    assert record["candidates"] == ["l1_to_binary@3", "neuron_var@3"]
 
 
 def test_cli_map_and_bad_input(capsys, tmp_path):
@@ -66,6 +74,16 @@ def test_cli_train_then_deploy(tmp_path, capsys):
     )
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["cores_used"] == 4 and 0 <= res["accuracy"] <= 1
+    cores = str(tmp_path / "cores.json")
+    assert (
+        main(["truenorth-learn", "export", "--model", stem, "--copies", "2", "--out", cores]) == 0
+    )
+    args = ["truenorth-learn", "deploy", "--cores", cores, "--dataset", "digits", "--limit", "50"]
+    assert main([*args, "--ticks", "2"]) == 0
+    from_file = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # same crossbars (seed 0) and same input spikes (seed 0): the same accuracy as the model
+    assert from_file["accuracy"] == res["accuracy"] and from_file["copies"] == 2
+    assert main(["truenorth-learn", "deploy", "--model", stem, "--cores", cores]) == 2
 
 
 def test_paper_profile_without_full_mnist_is_one_clear_error(tmp_path):
@@ -75,3 +93,43 @@ def test_paper_profile_without_full_mnist_is_one_clear_error(tmp_path):
         reproduce(
             PAPER, "paper", out_root=tmp_path, work_root=tmp_path, data_dir=tmp_path, quiet=True
         )
+
+
+FULL_MNIST = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (FULL_MNIST / "mnist" / "train-images-idx3-ubyte").exists(),
+    reason="full MNIST IDX files not in ../shared/data",
+)
+def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
+    """The paper profile end to end at its settings, every training cut to 2 steps and the test
+    split to 300 images: it loads full MNIST, tunes every candidate, measures and records."""
+    from dnnrepro.truenorth_learn import experiment
+    from dnnrepro.truenorth_learn.config import PROFILES
+
+    prof = PROFILES["paper"]
+    short = dataclasses.replace(
+        prof,
+        datasets=tuple(
+            dataclasses.replace(p, max_steps=2, test_limit=300, train_limit=4000)
+            for p in prof.datasets
+        ),
+    )
+    monkeypatch.setitem(experiment.PROFILES, "paper", short)
+    doc = reproduce(
+        PAPER,
+        "paper",
+        seeds=1,
+        out_root=tmp_path / "out",
+        work_root=tmp_path / "runs",
+        data_dir=FULL_MNIST,
+        quiet=True,
+    )
+    rows = {r["id"]: r for r in doc["claims"]}
+    assert len(rows["mnist_esser_64copy"]["values"]) == 1
+    assert len(rows["mnist_esser_1copy"]["values"]) == 1
+    tuned = {r["name"]: r for r in doc["tuning"]}
+    assert len(tuned["mnist_penalty"]["candidates"]) == len(prof.kinds) * len(prof.strengths)
+    assert "mnist" in doc["details"] and "digits" in doc["details"]

@@ -50,3 +50,15 @@ def test_gpu_cases_match_reference():
         ref = case.reference(inputs)
         for key in ref:
             assert torch.equal(out[key].cpu(), ref[key].cpu()), (case.name, key)
+
+
+def test_no_import_cycle_between_simulators():
+    """cuda_sim.py and simulate.py share deployed.py; the CUDA module never imports simulate."""
+    import ast
+    from pathlib import Path
+
+    import dnnrepro.truenorth_learn as pkg
+
+    tree = ast.parse((Path(pkg.__file__).parent / "cuda_sim.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "simulate" not in imported and "deployed" in imported

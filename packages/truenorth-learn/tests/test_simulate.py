@@ -5,7 +5,8 @@ import torch
 
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.truenorth_learn import build, deploy, ensemble_accuracy, rng, simulate_counts
-from dnnrepro.truenorth_learn.simulate import export, sample_crossbars, sample_inputs
+from dnnrepro.truenorth_learn.deployed import deployed_layers
+from dnnrepro.truenorth_learn.simulate import sample_crossbars, sample_inputs
 
 
 def test_tensor_hash_matches_integer_hash():
@@ -73,7 +74,7 @@ def test_chunked_images_draw_the_same_spikes():
 def test_sampled_connection_frequency_and_weight_variance():
     model = build("digits-2core")
     model.reset_parameters(0)
-    layer = export(model)[0][0]
+    layer = deployed_layers(model)[0][0]
     w = sample_crossbars(layer, 300, seed=0)
     freq = (w != 0).double().mean(0)
     p = layer.p.double()
@@ -121,3 +122,32 @@ def test_deploy_reports_cores_and_refuses_bad_input():
         simulate_counts(model, x, 1, 1, backend="tpu")
     with pytest.raises(ConfigError, match="seed"):
         simulate_counts(model, x, 1, 1, seed=-1)
+
+
+def test_independent_inputs_differ_per_copy_and_keep_the_rate():
+    x = torch.rand(40, 64, generator=torch.Generator().manual_seed(3))
+    shared = sample_inputs(x, 0, seed=1)
+    a, b = sample_inputs(x, 0, seed=1, copy=0), sample_inputs(x, 0, seed=1, copy=1)
+    assert not torch.equal(a, b) and not torch.equal(a, shared)
+    draws = torch.stack([sample_inputs(x, 0, seed=1, copy=k) for k in range(400)])
+    assert float((draws.mean(0) - x).abs().max()) < 5 * (0.25 / 400) ** 0.5
+
+
+def test_independent_inputs_in_the_simulator():
+    model = _binary_model()
+    x = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    shared = simulate_counts(model, x, 3, 2, seed=4, backend="torch")
+    ind = simulate_counts(model, x, 3, 2, seed=4, backend="torch", inputs="independent")
+    # binary crossbars: with shared spikes every copy is identical; with independent ones not
+    assert torch.equal(shared[0], shared[1]) and not torch.equal(ind[0], ind[1])
+    # chunking and larger runs draw the same spikes
+    half = simulate_counts(
+        model, x[10:], 3, 2, seed=4, backend="torch", n_offset=10, inputs="independent"
+    )
+    assert torch.equal(ind[:, :, 10:], half)
+    with pytest.raises(ConfigError, match="inputs"):
+        simulate_counts(model, x, 1, 1, backend="torch", inputs="mixed")
+    with pytest.raises(ConfigError, match="CUDA"):
+        simulate_counts(model, x, 1, 1, backend="cuda", inputs="independent")
+    res = deploy(model, (x, torch.zeros(30, dtype=torch.int64)), 2, 1, inputs="independent")
+    assert res.backend == "torch"

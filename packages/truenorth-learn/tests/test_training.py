@@ -23,8 +23,8 @@ def test_same_seed_same_run_and_params_stay_in_range():
     pa, pb = _params(a), _params(b)
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     for layer in a.tea_layers():
-        assert float(layer.p.min()) >= 0 and float(layer.p.max()) <= 1
-        assert float(layer.leak.abs().max()) <= 255
+        assert float(layer.p.detach().min()) >= 0 and float(layer.p.detach().max()) <= 1
+        assert float(layer.leak.detach().abs().max()) <= 255
     c, _ = train_tea(TeaTrainSpec(arch="digits-2core", epochs=1, batch_size=40, seed=4), _data())
     assert not torch.equal(_params(c)["stages.0.layers.0.p"], pa["stages.0.layers.0.p"])
 
@@ -73,3 +73,49 @@ def test_bad_specs_raise():
         train_tea(TeaTrainSpec(penalty_kind="l3", penalty_strength=1.0), _data())
     with pytest.raises(ConfigError, match="needs a penalty kind"):
         train_tea(TeaTrainSpec(penalty_strength=1.0), _data())
+
+
+def test_finetune_starts_from_saved_weights(tmp_path):
+    from dnnrepro.core import checkpoint
+
+    base, _ = train_tea(TeaTrainSpec(epochs=1, batch_size=40, seed=0), _data())
+    checkpoint.save_weights(tmp_path / "base", base, {"arch": "digits-2core"})
+    # one tiny step of fine-tuning: the model is the saved one (almost), not a fresh draw
+    same, _ = train_tea(
+        TeaTrainSpec(
+            epochs=1, batch_size=40, seed=5, lr=1e-7, max_steps=1, init_from=str(tmp_path / "base")
+        ),
+        _data(),
+    )
+    pb, ps = _params(base), _params(same)
+    key = "stages.0.layers.0.p"
+    assert float((pb[key] - ps[key]).abs().max()) < 1e-5
+    tuned, _ = train_tea(
+        TeaTrainSpec(
+            epochs=1,
+            batch_size=40,
+            seed=5,
+            lr=0.005,
+            penalty_kind="neuron_var",
+            penalty_strength=1.0,
+            init_from=str(tmp_path / "base"),
+        ),
+        _data(),
+    )
+    pt = _params(tuned)
+    assert not torch.equal(pt[key], pb[key])
+    assert float((pt[key] - pb[key]).abs().max()) < 0.2  # a few small steps from the baseline
+    with pytest.raises(Exception, match="no such checkpoint"):
+        train_tea(TeaTrainSpec(epochs=1, init_from=str(tmp_path / "missing")), _data())
+
+
+@pytest.mark.parametrize("kind", ["neuron_var", "spike_var"])
+def test_activation_penalties_train_and_detach(kind):
+    from dnnrepro.truenorth_learn import binary_fraction
+
+    spec = TeaTrainSpec(epochs=2, batch_size=40, penalty_kind=kind, penalty_strength=30.0)
+    model, _ = train_tea(spec, _data())
+    base, _ = train_tea(TeaTrainSpec(epochs=2, batch_size=40), _data())
+    assert binary_fraction(model) > binary_fraction(base)
+    # the hooks were removed after training: forward passes no longer feed a penalty
+    assert all(not layer._forward_hooks for layer in model.tea_layers())

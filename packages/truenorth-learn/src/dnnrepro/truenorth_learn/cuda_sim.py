@@ -14,7 +14,7 @@ from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.kernels import get_kernel, to_cupy
 
 from . import rng
-from .simulate import _check_run, export
+from .deployed import check_run, deployed_layers
 from .tea import TeaNet
 
 PKG, CU = "dnnrepro.truenorth_learn", "deploy.cu"
@@ -117,8 +117,8 @@ def simulate_counts_cuda(
 ) -> torch.Tensor:
     """(copies, ticks, N, num_classes) int32 counts on the GPU; see simulate_counts_torch."""
     device = torch.device("cuda")
-    flat = _check_run(model, x, copies, ticks, seed).to(device)
-    stages = export(model, device)
+    flat = check_run(model, x, copies, ticks, seed).to(device)
+    stages = deployed_layers(model, device)
     if max(float(la.s.abs().max()) for st in stages for la in st) > 127:
         raise ConfigError("the CUDA simulator stores weights as int8: |weight| must be <= 127")
     weights = [

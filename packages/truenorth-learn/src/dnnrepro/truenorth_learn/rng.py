@@ -6,7 +6,8 @@ device. The mixer is a 32-bit xorshift-multiply hash (two multiplications, the c
 Wellons' "lowbias32"); ``u = (hash >> 8) * 2**-24`` is an exact float32 in [0, 1).
 
 Streams: synapses of layer ``l`` of copy ``k`` use ``synapse_stream(l, k)``; input spikes of tick
-``t`` use ``input_stream(t)``. Counters are the flat index of the element inside its stream.
+``t`` use ``input_stream(t)`` (shared by every copy), or, with independent spike sources per copy, the key
+``input_copy_key(seed, t, k)``. Counters are the flat index of the element inside its stream.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dnnrepro.core.errors import ConfigError
 MASK32 = 0xFFFFFFFF
 _M1, _M2 = 0x7FEB352D, 0x846CA68B
 _SEED_SALT = 0x9E3779B9
+_COPY_SALT = 0x85EBCA6B
 INV_2_24 = 1.0 / (1 << 24)
 MAX_COUNTER = 1 << 32
 
@@ -71,6 +73,14 @@ def input_stream(tick: int) -> int:
     if not 0 <= tick < (1 << 24):
         raise ConfigError("at most 2**24 ticks")
     return tick
+
+
+def input_copy_key(seed: int, tick: int, copy: int) -> int:
+    """Key of the input spikes of tick ``tick`` seen by copy ``copy`` when every copy has its own
+    spike source (``inputs="independent"``): the shared tick key re-mixed with the copy number."""
+    if not 0 <= copy < (1 << 24):
+        raise ConfigError("at most 2**24 copies")
+    return mix32_int(stream_key(seed, input_stream(tick)) ^ mix32_int(copy ^ _COPY_SALT))
 
 
 def uniform(key: int, counters: torch.Tensor) -> torch.Tensor:

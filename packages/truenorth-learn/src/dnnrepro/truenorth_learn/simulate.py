@@ -5,8 +5,10 @@ Deployment semantics (exactly what the CUDA kernel in kernels/deploy.cu computes
 - copy k of the network gets its own crossbar: bit_ij = [u < p_ij], u from stream
   ``synapse_stream(layer, k)`` at counter i*m + j; the synapse then adds the integer s_ij;
 - at tick t every input pixel n, q spikes iff u < x[n, q], u from stream ``input_stream(t)`` at
-  counter (n_offset + n) * P + q. The same input spikes feed every copy (one spike source fanned
-  out by the host to all copies); a pixel read by two patch cores sends them the same spike;
+  counter (n_offset + n) * P + q. By default (``inputs="shared"``) the same input spikes feed every
+  copy (one spike source fanned out by the host to all copies); with ``inputs="independent"``
+  copy k draws its own from key ``rng.input_copy_key(seed, t, k)`` (torch backend only). A pixel
+  read by two patch cores of one copy sends them the same spike;
 - a neuron's potential is leak + sum of s_ij over connected axons that spiked; it spikes iff the
   potential is >= 1 (chip.THRESHOLD) and starts from 0 again next tick. Layers are evaluated in
   order within a tick (the chip pipelines them with one tick of delay per layer; counts over a
@@ -27,82 +29,48 @@ import torch
 from dnnrepro.core.errors import ConfigError
 
 from . import chip, rng
+from .deployed import DeployedLayer, check_run, deployed_layers
 from .mapping import map_to_cores
 from .tea import TeaNet
 
 BACKENDS = ("auto", "torch", "cuda")
+INPUTS = ("shared", "independent")  # one input spike source for all copies, or one per copy
 
 
-@dataclass
-class DeployedLayer:
-    """One TeaLayer as deployed: gather index, probabilities, integer weights and leak."""
-
-    layer_id: int  # position over all layers of the net, the RNG stream of its crossbars
-    src: torch.Tensor  # (a,) int64 into the previous stage's output (or the flat image)
-    p: torch.Tensor  # (a, m) float32
-    s: torch.Tensor  # (a, m) float32, integer values
-    leak: torch.Tensor  # (m,) float32, integer values in [-255, 255]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.p.shape)
-
-
-def export(model: TeaNet, device: torch.device | str | None = None) -> list[list[DeployedLayer]]:
-    """The deployable parameters of ``model`` per stage (p clipped to [0, 1], leak rounded)."""
-    stages, layer_id = [], 0
-    for stage in model.stages:
-        layers = []
-        for layer, src in zip(stage.layers, stage.sources(), strict=True):
-            layers.append(
-                DeployedLayer(
-                    layer_id,
-                    src.detach().to(device),
-                    layer.p.detach().clamp(0, 1).to(device, torch.float32),
-                    layer.synapse_weights().to(device, torch.float32),
-                    layer.integer_leak().detach().to(device, torch.float32),
-                )
-            )
-            layer_id += 1
-        stages.append(layers)
-    return stages
+def sample_bits(layer: DeployedLayer, copies: int, seed: int, copy0: int = 0) -> torch.Tensor:
+    """Sampled crossbar bits of ``copies`` copies, (copies, a, m) bool: bit_ij = [u < p_ij]."""
+    a, m = layer.shape
+    counters = torch.arange(a * m, device=layer.p.device, dtype=torch.int64)
+    out = torch.empty(copies, a, m, dtype=torch.bool, device=layer.p.device)
+    for k in range(copies):
+        key = rng.stream_key(seed, rng.synapse_stream(layer.layer_id, copy0 + k))
+        out[k] = rng.uniform(key, counters).view(a, m) < layer.p
+    return out
 
 
 def sample_crossbars(layer: DeployedLayer, copies: int, seed: int, copy0: int = 0) -> torch.Tensor:
     """Sampled integer weights of ``copies`` copies, (copies, a, m) float32 (0 where unconnected)."""
-    a, m = layer.shape
-    counters = torch.arange(a * m, device=layer.p.device, dtype=torch.int64)
-    out = torch.empty(copies, a, m, device=layer.p.device)
-    for k in range(copies):
-        key = rng.stream_key(seed, rng.synapse_stream(layer.layer_id, copy0 + k))
-        u = rng.uniform(key, counters).view(a, m)
-        out[k] = torch.where(u < layer.p, layer.s, torch.zeros((), device=layer.p.device))
-    return out
+    bits = sample_bits(layer, copies, seed, copy0)
+    return torch.where(bits, layer.s, torch.zeros((), device=layer.p.device))
 
 
-def sample_inputs(x: torch.Tensor, tick: int, seed: int, n_offset: int = 0) -> torch.Tensor:
-    """Input spikes of one tick: (N, P) float32 in {0, 1} for probabilities x (N, P)."""
+def sample_inputs(
+    x: torch.Tensor, tick: int, seed: int, n_offset: int = 0, copy: int | None = None
+) -> torch.Tensor:
+    """Input spikes of one tick: (N, P) float32 in {0, 1} for probabilities x (N, P).
+
+    ``copy=None``: the spike source shared by every copy; ``copy=k``: copy k's own source.
+    """
     n, pix = x.shape
     if (n_offset + n) * pix > rng.MAX_COUNTER:
         raise ConfigError("too many input pixels for one random stream (N * P must be < 2**32)")
-    key = rng.stream_key(seed, rng.input_stream(tick))
+    if copy is None:
+        key = rng.stream_key(seed, rng.input_stream(tick))
+    else:
+        key = rng.input_copy_key(seed, tick, copy)
     rows = torch.arange(n_offset, n_offset + n, device=x.device, dtype=torch.int64) * pix
     counters = rows[:, None] + torch.arange(pix, device=x.device, dtype=torch.int64)
     return (rng.uniform(key, counters) < x).to(torch.float32)
-
-
-def _check_run(model, x, copies, ticks, seed) -> torch.Tensor:
-    if not isinstance(model, TeaNet):
-        raise ConfigError(f"deploy needs a TeaNet, not {type(model).__name__}")
-    for name, v in (("copies", copies), ("ticks", ticks)):
-        if not (isinstance(v, int) and 1 <= v <= 1 << 20):
-            raise ConfigError(f"{name} must be an integer >= 1, not {v!r}")
-    if not (isinstance(seed, int) and 0 <= seed <= rng.MASK32):
-        raise ConfigError(f"seed must be an integer in [0, 2**32), not {seed!r}")
-    flat = model.check_input(x).to(torch.float32)
-    if not torch.isfinite(flat).all() or float(flat.min()) < 0 or float(flat.max()) > 1:
-        raise ConfigError("inputs must be spike probabilities in [0, 1] (finite)")
-    return flat
 
 
 def _stage_forward(h: torch.Tensor, layers: list[DeployedLayer], weights: list[torch.Tensor]):
@@ -123,23 +91,33 @@ def simulate_counts_torch(
     seed: int,
     n_offset: int = 0,
     memory_mb: float = 96.0,
+    inputs: str = "shared",
 ) -> torch.Tensor:
     """Output spike counts per class: (copies, ticks, N, num_classes) int32, plain torch.
 
     ``n_offset`` is the index of x[0] in the full data set (random counters depend on it, so a
     chunked evaluation draws the same spikes as an unchunked one).
     """
-    flat = _check_run(model, x, copies, ticks, seed)
-    stages = export(model, flat.device)
+    flat = check_run(model, x, copies, ticks, seed)
+    stages = deployed_layers(model, flat.device)
     weights = [[sample_crossbars(la, copies, seed) for la in st] for st in stages]
     onehot = torch.nn.functional.one_hot(model.class_of, model.num_classes).to(flat)
     n = len(flat)
     widest = max(max(la.shape[0] + la.shape[1] for la in st) for st in stages)
-    rows = max(1, int(memory_mb * 2**20 / (4 * copies * widest * 2)))
+    if inputs not in INPUTS:
+        raise ConfigError(f"inputs must be one of {', '.join(INPUTS)}, not {inputs!r}")
+    per_row = 4 * copies * (widest * 2 + (flat.shape[1] if inputs == "independent" else 0))
+    rows = max(1, int(memory_mb * 2**20 / per_row))
     counts = torch.empty(copies, ticks, n, model.num_classes, dtype=torch.int32, device=flat.device)
     for t in range(ticks):
         for r0 in range(0, n, rows):
-            h = sample_inputs(flat[r0 : r0 + rows], t, seed, n_offset + r0)
+            xs = flat[r0 : r0 + rows]
+            if inputs == "shared":
+                h = sample_inputs(xs, t, seed, n_offset + r0)
+            else:  # (K, R, P): every copy draws its own spikes
+                h = torch.stack(
+                    [sample_inputs(xs, t, seed, n_offset + r0, k) for k in range(copies)]
+                )
             for st, ws in zip(stages, weights, strict=True):
                 h = _stage_forward(h, st, ws)
             counts[:, t, r0 : r0 + rows] = (h @ onehot).round().to(torch.int32)
@@ -154,19 +132,28 @@ def simulate_counts(
     seed: int = 0,
     backend: str = "auto",
     n_offset: int = 0,
+    inputs: str = "shared",
 ) -> torch.Tensor:
-    """(copies, ticks, N, num_classes) int32 spike counts; ``backend`` 'auto' uses CUDA if usable."""
+    """(copies, ticks, N, num_classes) int32 spike counts; ``backend`` 'auto' uses CUDA if usable.
+
+    ``inputs``: "shared" (one input spike source fanned out to every copy) or "independent"
+    (every copy draws its own input spikes; torch backend only).
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if inputs not in INPUTS:
+        raise ConfigError(f"inputs must be one of {', '.join(INPUTS)}, not {inputs!r}")
     if backend == "auto":
         from dnnrepro.core.kernels import cuda_available
 
-        backend = "cuda" if cuda_available() else "torch"
+        backend = "cuda" if cuda_available() and inputs == "shared" else "torch"
+    if backend == "cuda" and inputs != "shared":
+        raise ConfigError("the CUDA simulator draws shared input spikes only; use backend='torch'")
     if backend == "cuda":
         from .cuda_sim import simulate_counts_cuda
 
         return simulate_counts_cuda(model, x, copies, ticks, seed, n_offset=n_offset)
-    return simulate_counts_torch(model, x, copies, ticks, seed, n_offset=n_offset)
+    return simulate_counts_torch(model, x, copies, ticks, seed, n_offset=n_offset, inputs=inputs)
 
 
 def ensemble_predictions(counts: torch.Tensor, class_size: torch.Tensor) -> torch.Tensor:
@@ -229,8 +216,10 @@ def deploy(
     ticks: int,
     seed: int = 0,
     backend: str = "auto",
+    inputs: str = "shared",
 ) -> DeployResult:
-    """Simulate ``copies`` sampled copies for ``ticks`` ticks on (images, labels); see module doc.
+    """Simulate ``copies`` sampled copies for ``ticks`` ticks on (images, labels); see module doc
+    (``inputs``: "shared" or "independent" input spike sources, as in :func:`simulate_counts`).
 
     Refuses a model that does not fit on cores, or copies beyond one chip's 4096 cores.
     """
@@ -248,8 +237,8 @@ def deploy(
     if backend == "auto":
         from dnnrepro.core.kernels import cuda_available
 
-        backend = "cuda" if cuda_available() else "torch"
-    counts = simulate_counts(model, x, copies, ticks, seed, backend)
+        backend = "cuda" if cuda_available() and inputs == "shared" else "torch"
+    counts = simulate_counts(model, x, copies, ticks, seed, backend, inputs=inputs)
     total = counts.to(torch.int64).sum((0, 1))
     pred = ensemble_predictions(total, model.class_size)
     acc = float((pred.cpu() == y.cpu()).to(torch.float64).mean())

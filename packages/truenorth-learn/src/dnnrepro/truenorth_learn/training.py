@@ -1,8 +1,10 @@
 """Esser-style training of a TeaNet with the core loop, optionally with a variance penalty.
 
-The only additions to ``dnnrepro.core.train.fit`` are a step hook that projects p back onto
+The only additions to ``dnnrepro.core.train.fit`` are a callback that projects p back onto
 [0, 1] and the leak onto [-255, 255] after every optimizer step, and the penalty. With
-``penalty=None`` (or strength 0) this is the Esser et al. 2015 baseline.
+``penalty_kind=None`` (or strength 0) this is the Esser et al. 2015 baseline. ``init_from``
+starts from saved weights instead of a fresh draw: the fine-tuning protocol (a converged
+baseline, then the penalty).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dnnrepro.core import checkpoint
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.train import Callback, TrainConfig, TrainResult, fit, seed_everything
 
@@ -31,6 +34,7 @@ class TeaTrainSpec:
     penalty_kind: str | None = None
     penalty_strength: float = 0.0
     max_steps: int | None = None
+    init_from: str | None = None  # weights stem (checkpoint.save_weights) to start from
     extra: dict = field(default_factory=dict)
 
     def penalty(self) -> VariancePenalty | None:
@@ -73,6 +77,8 @@ def train_tea(
     seed_everything(spec.seed)
     model = build(spec.arch)
     model.reset_parameters(spec.seed)
+    if spec.init_from is not None:
+        checkpoint.load_weights(spec.init_from, model)
     x, _ = train
     if tuple(x.shape[1:]) != model.input_shape:
         raise ConfigError(
@@ -80,15 +86,20 @@ def train_tea(
             f"{tuple(x.shape[1:])}; pick the architecture that matches the data set"
         )
     penalty = spec.penalty()
-    result = fit(
-        model,
-        train,
-        spec.config(threads),
-        test=test,
-        penalties=[penalty] if penalty is not None else [],
-        callbacks=[ClipToChip()],
-        checkpoint_dir=checkpoint_dir,
-    )
+    handle = penalty.attach(model) if penalty is not None else None
+    try:
+        result = fit(
+            model,
+            train,
+            spec.config(threads),
+            test=test,
+            penalties=[penalty] if penalty is not None else [],
+            callbacks=[ClipToChip()],
+            checkpoint_dir=checkpoint_dir,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
     return model, result
 
 
