@@ -102,21 +102,16 @@ def test_npz_bytes_are_deterministic():
 
 # ---------------------------------------------------------------- full MNIST, splits, data dirs
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
-
-@pytest.mark.skipif(
-    not (SHARED_DATA / "mnist").is_dir(),
-    reason=f"full MNIST not found at {SHARED_DATA}/mnist (the shared data folder is absent)",
-)
-def test_full_mnist_loads_from_the_shared_folder_with_all_splits():
-    x, y = data.load("mnist", "train", SHARED_DATA)
-    xt, yt = data.load("mnist", "test", SHARED_DATA)
+def test_full_mnist_loads_from_the_shared_folder_with_all_splits(full_mnist_dir):
+    shared_data = full_mnist_dir
+    x, y = data.load("mnist", "train", shared_data)
+    xt, yt = data.load("mnist", "test", shared_data)
     assert tuple(x.shape) == (60_000, 1, 28, 28) and tuple(xt.shape) == (10_000, 1, 28, 28)
     assert x.dtype == torch.float32 and float(x.max()) == 1.0 and float(x.min()) == 0.0
     assert set(y.unique().tolist()) == set(range(10)) == set(yt.unique().tolist())
-    xv, yv = data.load("mnist", "val", SHARED_DATA)
-    xr, yr = data.load("mnist", "train_minus_val", SHARED_DATA)
+    xv, yv = data.load("mnist", "val", shared_data)
+    xr, yr = data.load("mnist", "train_minus_val", shared_data)
     assert len(yv) + len(yr) == 60_000
     counts = np.bincount(y.numpy(), minlength=10)
     assert np.array_equal(np.bincount(yv.numpy(), minlength=10), counts // 10)
@@ -125,7 +120,7 @@ def test_full_mnist_loads_from_the_shared_folder_with_all_splits():
     assert torch.equal(xv, x[vi]) and torch.equal(yr, y[data.train_minus_val_indices(y.numpy())])
     # the decoded arrays are kept in memory: a second load reads no file
     assert len(data._IDX_CACHE) >= 2
-    status = data.verify(SHARED_DATA)
+    status = data.verify(shared_data)
     assert all(status[f].startswith("verified") for f in data.MNIST_FILES)
 
 
@@ -287,9 +282,8 @@ def _cli(capsys, *argv):
     return code, out.out, out.err.strip()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"no {SHARED_DATA}/mnist")
-def test_cli_data_verify_lists_the_four_mnist_files_as_verified(capsys):
-    code, out, _ = _cli(capsys, "data", "verify", "--data-dir", str(SHARED_DATA))
+def test_cli_data_verify_lists_the_four_mnist_files_as_verified(capsys, full_mnist_dir):
+    code, out, _ = _cli(capsys, "data", "verify", "--data-dir", str(full_mnist_dir))
     assert code == 0
     for fname in data.MNIST_FILES:
         assert any(line.split()[:2] == [fname, "verified"] for line in out.splitlines())

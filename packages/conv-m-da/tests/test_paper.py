@@ -111,17 +111,8 @@ def test_bench_quick_gives_ratio_entries(tmp_path):
         assert e["params"] < e["baseline_params"]  # both nets are smaller than inception
 
 
-# the paper profile's `--data-dir ../shared/data` (relative to the repository root)
-MNIST_DIR = __import__("pathlib").Path(__file__).resolve().parents[4] / "shared" / "data"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (MNIST_DIR / "mnist" / "train-images-idx3-ubyte").exists()
-    and not (MNIST_DIR / "mnist" / "train-images-idx3-ubyte.gz").exists(),
-    reason="full MNIST IDX files not in ../shared/data (the paper profile's data)",
-)
-def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
+def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch, full_mnist_dir):
     """The paper profile end to end at a few steps: all four full-MNIST tasks, every method,
     the per-task claims recorded, the Office claim noted as not run (no Office folders)."""
     import dataclasses
@@ -136,7 +127,7 @@ def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
         seeds=1,
         out_root=tmp_path / "out",
         work_root=tmp_path / "runs",
-        data_dir=MNIST_DIR,
+        data_dir=full_mnist_dir,
         threads=1,
         quiet=True,
     )

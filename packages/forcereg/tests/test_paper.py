@@ -1,7 +1,6 @@
 """The reproduction at the smoke profile, its resume, and the CLI commands."""
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,16 +70,8 @@ def test_smoke_reproduce_records_every_small_claim_and_resumes(tmp_path):
     assert [r["values"] for r in again["claims"]] == [r["values"] for r in doc["claims"]]
 
 
-def _mnist_dir() -> Path | None:
-    for d in (os.environ.get("DNNREPRO_DATA"), Path(__file__).resolve().parents[4] / "shared/data"):
-        if d and any((Path(d) / "mnist").glob("train-images*")):
-            return Path(d)
-    return None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_mnist_dir() is None, reason="full MNIST not found (set DNNREPRO_DATA)")
-def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
+def test_paper_profile_dry_run_on_full_mnist(full_mnist_dir, tmp_path, monkeypatch):
     """The paper profile end to end at its own settings, each training truncated to a few steps
     (max_steps keeps the schedule), one seed, AlexNet timed at batch 1."""
     paper = config.PROFILES["paper"]
@@ -97,7 +88,7 @@ def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(config.PROFILES, "paper", dry)
     kw = dict(out_root=tmp_path / "out", work_root=tmp_path / "runs", quiet=True)
-    doc = reproduce(PAPER, "paper", seeds=1, data_dir=_mnist_dir(), **kw)
+    doc = reproduce(PAPER, "paper", seeds=1, data_dir=full_mnist_dir, **kw)
     rows = {r["id"]: r for r in doc["claims"]}
     for cid in ("accuracy_lenet_mnist", "flops_lenet_mnist", "posthoc_lenet_mnist"):
         assert len(rows[cid]["values"]) == 1, cid

@@ -1,28 +1,13 @@
 """The paper profile (full MNIST) end to end, shortened to a few steps per phase (a dry run)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from dnnrepro.core import data
-from dnnrepro.core.errors import DataError
 from dnnrepro.core.paper import reproduce
 from dnnrepro.holistic_sparsecnn import config
 from dnnrepro.holistic_sparsecnn.paper import PAPER
-
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-
-
-def _mnist_dir():
-    for d in (SHARED_DATA, None):
-        try:
-            data.load("mnist", "test", d)
-            return d
-        except DataError:
-            continue
-    pytest.skip("full MNIST is not available (../shared/data or $DNNREPRO_DATA)")
 
 
 def test_paper_profile_states_its_settings():
@@ -39,8 +24,8 @@ def test_paper_profile_states_its_settings():
 
 
 @pytest.mark.slow
-def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
-    data_dir = _mnist_dir()
+def test_paper_profile_dry_run_on_full_mnist(full_mnist_dir, tmp_path, monkeypatch):
+    data_dir = full_mnist_dir
     monkeypatch.setitem(config.PROFILES, "paper", config.PAPER.shortened(3, config.SMOKE.kernel))
     torch.set_num_threads(1)
     doc = reproduce(

@@ -5,7 +5,6 @@ Needs the full MNIST files: ``$DNNREPRO_DATA`` or ``../shared/data`` next to the
 test skips, saying so, without them).
 """
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,13 +16,6 @@ from dnnrepro.poisongen import config
 from dnnrepro.poisongen.paper import PAPER
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _mnist_dir() -> Path | None:
-    for d in (os.environ.get("DNNREPRO_DATA"), REPO.parent / "shared" / "data"):
-        if d and (Path(d) / "mnist" / "train-images-idx3-ubyte").exists():
-            return Path(d)
-    return None
 
 
 def shortened(profile: config.Profile) -> config.Profile:
@@ -59,10 +51,8 @@ def test_paper_profile_is_full_mnist_at_the_authors_settings():
 
 
 @pytest.mark.slow
-def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
-    data_dir = _mnist_dir()
-    if data_dir is None:
-        pytest.skip("full MNIST not found (set DNNREPRO_DATA or put it in ../shared/data)")
+def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch, full_mnist_dir):
+    data_dir = full_mnist_dir
     monkeypatch.setitem(config.PROFILES, "paper", shortened(config.PAPER))
     doc = reproduce(
         PAPER,

@@ -1,6 +1,5 @@
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 
@@ -95,15 +94,8 @@ def test_paper_profile_without_full_mnist_is_one_clear_error(tmp_path):
         )
 
 
-FULL_MNIST = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (FULL_MNIST / "mnist" / "train-images-idx3-ubyte").exists(),
-    reason="full MNIST IDX files not in ../shared/data",
-)
-def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
+def test_paper_profile_dry_run_on_full_mnist(full_mnist_dir, tmp_path, monkeypatch):
     """The paper profile end to end at its settings, every training cut to 2 steps and the test
     split to 300 images: it loads full MNIST, tunes every candidate, measures and records."""
     from dnnrepro.truenorth_learn import experiment
@@ -124,7 +116,7 @@ def test_paper_profile_dry_run_on_full_mnist(tmp_path, monkeypatch):
         seeds=1,
         out_root=tmp_path / "out",
         work_root=tmp_path / "runs",
-        data_dir=FULL_MNIST,
+        data_dir=full_mnist_dir,
         quiet=True,
     )
     rows = {r["id"]: r for r in doc["claims"]}

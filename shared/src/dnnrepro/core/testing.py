@@ -4,12 +4,17 @@
   missing (this is how ``nox -s tests`` runs on CPU machines and CI);
 - marker ``slow``: longer tests, still inside the ``nox -s tests`` budget;
 - :func:`check_kernels_compile`: compile every ``.cu`` file of a package with ``nvcc -ptx`` where
-  nvcc exists, so kernel syntax errors surface on machines without a GPU.
+  nvcc exists, so kernel syntax errors surface on machines without a GPU;
+- fixture ``full_mnist_dir``: the folder holding the full MNIST IDX files for paper-profile tests
+  (``../shared/data`` beside the repository, or ``$DNNREPRO_DATA``); the test is skipped, with
+  the reason, where neither has them.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +52,27 @@ def check_kernels_compile(package: str, arch: str = "sm_90") -> list[str]:
         ok, messages = compile_ptx(path, arch)
         assert ok, f"nvcc -ptx failed for {path.name}:\n{messages}"
     return [p.name for p in files]
+
+
+def _has_full_mnist(folder: Path) -> bool:
+    return any(
+        (where / f"train-images-idx3-ubyte{ext}").is_file()
+        for where in (folder, folder / "mnist")
+        for ext in ("", ".gz")
+    )
+
+
+@pytest.fixture
+def full_mnist_dir(request) -> Path:
+    """The data folder of the paper profile's full MNIST (``--data-dir`` for it); skips without it.
+
+    Looks at ``../shared/data`` beside the repository root (where every developer and CI have it),
+    then ``$DNNREPRO_DATA``.
+    """
+    candidates = [request.config.rootpath.parent / "shared" / "data"]
+    if os.environ.get("DNNREPRO_DATA"):
+        candidates.append(Path(os.environ["DNNREPRO_DATA"]))
+    for folder in candidates:
+        if _has_full_mnist(folder):
+            return folder
+    pytest.skip(f"full MNIST IDX files not found in {' or '.join(map(str, candidates))}")
