@@ -9,6 +9,7 @@ from dnnrepro.ssl import (
     SSLRegularizer,
     freeze_structure,
     group_norms,
+    residual_block_groups,
     residual_convs,
     zero_small,
     zero_weak_groups,
@@ -97,3 +98,44 @@ def test_bad_arguments():
         SSLRegularizer(m, groups={"conv9": ["filter"]})
     with pytest.raises(ConfigError, match="no Conv2d or Linear"):
         SSLRegularizer(nn.Sequential(nn.ReLU()))
+
+
+def test_proximal_step_zeroes_a_group_exactly():
+    m = LeNet(1, 28, 10)
+    with torch.no_grad():
+        m.conv2.weight.mul_(0.0)
+        m.conv2.weight[0].fill_(1e-3)  # filter 0: norm 1e-3 * sqrt(500) ~ 0.022
+        m.conv2.weight[1].fill_(1.0)  # filter 1: norm ~ 22
+    reg = SSLRegularizer(m, groups={"conv2": ["filter"]}, strength=0.1, proximal=True)
+    lam = reg.coefficients()["conv2/filter"]
+    before = m.conv2.weight[1].norm().item()
+    zero = reg.prox_(lr=0.5)  # threshold lr * lambda = 0.05: filter 0 goes, filter 1 shrinks
+    assert bool((m.conv2.weight[0] == 0).all())
+    assert m.conv2.weight[1].norm().item() == pytest.approx(before - 0.5 * lam, rel=1e-5)
+    assert zero == 50 - 1  # the other 48 were already 0, plus filter 0
+    # the penalty value carries no gradient in proximal mode: the step does the work
+    assert not reg().requires_grad
+
+
+def test_block_group_covers_the_bn_scale_and_attach_can_be_removed():
+    m = resnet20(in_channels=1)
+    groups = residual_block_groups(m)
+    assert groups["stages.0.0"] == ["stages.0.0.conv2.weight", "stages.0.0.bn2.weight"]
+    reg = SSLRegularizer(m, groups=None, strength=1000.0, block_groups=groups, proximal=True)
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    handle = reg.attach(opt)
+    m(torch.rand(2, 1, 8, 8)).sum().backward()
+    opt.step()
+    for block in groups:
+        b = m.get_submodule(block)
+        assert bool((b.conv2.weight == 0).all()) and bool((b.bn2.weight == 0).all())
+    handle.remove()
+    with torch.no_grad():
+        m.stages[0][0].bn2.weight.fill_(1.0)
+    opt.zero_grad(set_to_none=True)
+    opt.step()  # no gradients and no hook any more: nothing changes
+    assert bool((m.stages[0][0].bn2.weight == 1.0).all())
+    with pytest.raises(ConfigError):
+        SSLRegularizer(m, groups=None, block_groups={"b": ["nope.weight"]})
+    with pytest.raises(ConfigError):
+        SSLRegularizer(m, groups=("layer",), layers=["conv1"]).attach(opt)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dnnrepro.core.models import LeNet, layer_flops
@@ -27,7 +28,11 @@ def test_flop_fraction_is_rows_times_columns():
 def test_layer_speedups_report_every_conv():
     m = _sparse_lenet()
     small = shrink(m, torch.rand(2, 1, 28, 28))
-    out = layer_speedups(m, small, torch.rand(2, 1, 28, 28), batch=4, n_threads=1, repeats=1)
+    out = layer_speedups(m, small, (1, 28, 28), batch=4, n_threads=1, repeats=7)
     assert [r["layer"] for r in out] == ["conv1", "conv2"]
     assert out[1]["kept_rows"] == 7 and out[1]["kept_columns"] == 150
-    assert all(r["gemm_speedup"] > 0 and r["layer_speedup"] > 0 for r in out)
+    assert out[1]["flop_bound"] == pytest.approx(50 * 500 / (7 * 150))
+    for r in out:
+        assert r["gemm_low"] <= r["gemm_speedup"] <= r["gemm_high"]
+        assert r["layer_speedup"] > 0 and r["gemm_batched_speedup"] > 0
+        assert r["single_image"]["repeats"] >= 7

@@ -68,3 +68,34 @@ def test_tampered_checkpoint_is_detected(tmp_path):
     blob.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256"):
         load_shrunk(tmp_path / "l")
+
+
+class MyCNN(nn.Module):
+    """A user's own network class (not one of the core's models)."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3)
+        self.head = nn.Linear(width * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_any_user_module_class_saves_and_reloads(tmp_path):
+    m = MyCNN(width=6)
+    with torch.no_grad():
+        m.conv.weight[[1, 4]] = 0
+        m.conv.bias[[1, 4]] = 0
+    small = shrink(m, torch.rand(2, 1, 8, 8))
+    assert small.conv.out_channels == 4
+    save_shrunk(tmp_path / "mine", small, base={"kwargs": {"width": 6}})
+    x = torch.rand(3, 1, 8, 8)
+    for given in (MyCNN, MyCNN(width=6)):  # the class (built with the saved kwargs) or an instance
+        again = load_shrunk(tmp_path / "mine", model=given)
+        with torch.no_grad():
+            torch.testing.assert_close(again(x), small(x), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="saved from a"):
+        load_shrunk(tmp_path / "mine", model=LeNet(1, 8, 10))
+    with pytest.raises(ConfigError, match="pass model="):
+        load_shrunk(tmp_path / "mine")

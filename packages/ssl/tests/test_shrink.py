@@ -179,3 +179,121 @@ def test_lowered_conv_matches_conv_for_odd_geometry():
     assert isinstance(small[0], LoweredConv2d)
     x = torch.rand(2, 3, 9, 11)
     torch.testing.assert_close(small(x), conv(x), rtol=1e-4, atol=1e-5)
+
+
+def test_block_with_zero_bn_scale_is_removed():
+    m = resnet20(in_channels=1, num_classes=10)
+    _random_bn(m)
+    with torch.no_grad():
+        m.stages[1][1].bn2.weight.zero_()  # the branch outputs bn2's shift whatever its input
+    x = torch.rand(4, 1, 28, 28)
+    small = shrink(m, x[:2])
+    _assert_same(m, small, x)
+    assert isinstance(small.stages[1][1], ResidualShortcut)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock as written there: ``downsample``, no ``shortcut`` attribute."""
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class TinyTorchvisionResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+        self.layer1 = nn.Sequential(BasicBlock(8, 8), BasicBlock(8, 8))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2, down), BasicBlock(16, 16))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _depth_groups_remove_torchvision_style_blocks(m: nn.Module, x: torch.Tensor) -> None:
+    from dnnrepro.ssl import SSLRegularizer, residual_block_groups
+
+    groups = residual_block_groups(m)
+    assert groups, "no residual block found"
+    _random_bn(m)
+    first = next(iter(groups))
+    reg = SSLRegularizer(m, groups=None, block_groups={first: groups[first]}, proximal=True)
+    reg.prox_(lr=1e6)  # one huge step: exactly that block's group goes to 0
+    last = list(groups)[-1]
+    with torch.no_grad():  # random zero groups elsewhere: channels, filters, shape fibres
+        block = m.get_submodule(last)
+        block.conv2.weight[:, [0, 2]] = 0  # channels 0, 2 unread -> conv1 filters 0, 2 go
+        block.conv1.weight[:, :, 0, 0] = 0  # a shape fibre of every input channel
+        m.conv1.weight[[1]] = 0  # the stem feeds a residual sum: kept, outputs unchanged
+    small = shrink(m.eval(), x[:2])
+    _assert_same(m, small, x)
+    assert isinstance(small.get_submodule(first), ResidualShortcut)
+    kept = small.get_submodule(last).conv1
+    assert (kept.inner if isinstance(kept, InputGather) else kept).out_channels == (
+        m.get_submodule(last).conv1.out_channels - 2
+    )
+    assert count_params(small) < count_params(m)
+
+
+def test_depth_groups_on_a_torchvision_style_resnet():
+    _depth_groups_remove_torchvision_style_blocks(TinyTorchvisionResNet(), torch.rand(3, 1, 16, 16))
+
+
+def test_depth_groups_on_torchvision_resnet18():
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    _depth_groups_remove_torchvision_style_blocks(
+        models.resnet18(num_classes=10), torch.rand(2, 3, 64, 64)
+    )
+
+
+def _coupled_channels_through_residual_adds(m: nn.Module, x: torch.Tensor, stream_readers):
+    """Zero two input channels in every reader of one residual stream: the producers feeding
+    that stream's adds lose those filters together, and the outputs do not change."""
+    _random_bn(m)
+    with torch.no_grad():
+        for name in stream_readers:
+            m.get_submodule(name).weight[:, [1, 5]] = 0
+    small = shrink(m.eval(), x[:2])
+    _assert_same(m, small, x)
+    return small
+
+
+def test_filters_feeding_a_residual_add_are_pruned_together():
+    readers = ["layer1.0.conv1", "layer1.1.conv1", "layer2.0.conv1", "layer2.0.downsample.0"]
+    small = _coupled_channels_through_residual_adds(
+        TinyTorchvisionResNet(), torch.rand(3, 1, 16, 16), readers
+    )
+    # the stem and both layer1 blocks' last convs feed the same sums: 8 -> 6 filters each
+    for producer in ("conv1", "layer1.0.conv2", "layer1.1.conv2"):
+        assert small.get_submodule(producer).out_channels == 6
+    assert small.layer2[0].downsample[0].in_channels == 6
+    assert small.bn1.num_features == 6
+
+
+def test_torchvision_resnet18_coupled_channels():
+    models = pytest.importorskip("torchvision.models", reason="torchvision is not installed")
+    readers = [f"layer1.{i}.conv1" for i in range(2)] + ["layer2.0.conv1", "layer2.0.downsample.0"]
+    small = _coupled_channels_through_residual_adds(
+        models.resnet18(num_classes=10), torch.rand(2, 3, 64, 64), readers
+    )
+    assert small.conv1.out_channels == 62

@@ -1,108 +1,110 @@
-"""``python -m dnnrepro.ssl.bench --out paper_results/ssl``: per-layer speed of the LeNet-3-like net.
+"""``dnnrepro ssl bench``: speed of the LeNet-3 row's shrunk net (first seed) against dense.
 
-Measures, at batch 256 and 2 threads, in one process: each conv of the SSL LeNet-3 row (seed 0)
-against the dense baseline, as GEMM on the compacted lowered matrix and end to end (the shrunk layer
-module vs the original Conv2d); and each conv of the magnitude-pruned net at the same per-layer
-density, as CSR sparse x dense GEMM vs dense GEMM. Models come from the small-profile run's work
-folder (runs/ssl/small/<fingerprint>/models, the newest); when absent they are trained first (resumable, a few minutes).
-Target from issue 5: geomean end-to-end conv speedup >= 3x with test error within 0.5 pp.
+Reads the nets of this code's small-profile run (``BenchOptions.run_folder("small")``; ``--quick``
+reads the smoke run) and measures, interleaved with the dense counterpart: each conv's per-image
+and batched lowered GEMM and the layer module end to end; the whole network at batch 1 and 256;
+the SSL net's compact products against magnitude pruning's CSR products at the same density.
+Target from issue 16: conv-layer geomean speedup >= 3x with error within 0.5 pp of dense.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-import torch
+import json
 
 from dnnrepro.core import checkpoint, models
-from dnnrepro.core.bench import write_bench
-from dnnrepro.core.paper import RunContext, code_fingerprint
-from dnnrepro.core.train import evaluate
+from dnnrepro.core.bench import RatioMeasurement, bench_entry
+from dnnrepro.core.errors import ConfigError
 
-from .experiment import PROFILES, ROWS, lenet_baseline, run_row, run_unstructured
-from .paper import PAPER
 from .serialize import load_shrunk
-from .speed import csr_speedups, geomean, layer_speedups
+from .speed import conv_geomean, layer_speedups, network_ratio, structured_over_csr
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dnnrepro.ssl.bench")
-    parser.add_argument("--out", default="paper_results/ssl")
-    parser.add_argument("--work-dir", default="runs")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    fingerprint = code_fingerprint("dnnrepro.core", "dnnrepro.ssl")
-    root = Path(args.work_dir) / "ssl" / "small"
-    # the small-profile run keeps its state under runs/ssl/small/<code fingerprint>; reuse the
-    # newest run's saved models when there is one, else train them under this code's folder
-    saved = sorted(
-        (p.parent.parent for p in root.glob("*/models/lenet3-s0.json")),
-        key=lambda p: p.stat().st_mtime,
-    )
-    ctx = RunContext(
-        paper=PAPER,
-        profile="small",
-        seeds=[0],
-        out_dir=Path(args.out),
-        work_dir=saved[-1] if saved else root / fingerprint[:16],
-        threads=args.threads,
-        fingerprint=fingerprint,
-    )
-    prof = PROFILES["small"]
-    stored = ctx.work("models")
-    if not (
-        checkpoint.exists(stored / "lenet3-s0") and checkpoint.exists(stored / "unstructured-s0")
-    ):
-        like = ctx.stage("lenet3-s0", lambda: run_row(ctx, prof, ROWS["lenet3"], 0))
-        ctx.stage("unstructured-s0", lambda: run_unstructured(ctx, prof, like, 0))
-    print(f"models from {stored}")
-    small = load_shrunk(ctx.work("models") / "lenet3-s0")
-    pruned = models.LeNet(1, 28, 10)
-    checkpoint.load_weights(ctx.work("models") / "unstructured-s0", pruned)
-    dense, _ = lenet_baseline(ctx, prof)
+def _stored(folder, name: str) -> dict:
+    found = sorted((folder / "stages").glob(f"{name}-*.json"))
+    values = [json.loads(p.read_text())["value"] for p in found]
+    values = [v for v in values if checkpoint.exists(folder / "models" / v["model"])]
+    if len(values) != 1:
+        raise ConfigError(
+            f"ssl bench needs exactly one finished '{name}' row in {folder} (found {len(values)}); "
+            "run 'dnnrepro ssl reproduce --profile small' with this code first"
+        )
+    return values[0]
+
+
+def bench(opts) -> list[dict]:
+    profile = "smoke" if opts.quick else "small"
+    folder = opts.run_folder(profile)
+    like = _stored(folder, "lenet3-s0")
+    base = like["base"]
+    small = load_shrunk(folder / "models" / like["model"])
+    dense = models.build(base["name"], **base["kwargs"])
+    baseline_stem = sorted((folder / "baselines").glob("lenet-*-train-s0.json"))
+    if baseline_stem:
+        checkpoint.load_weights(baseline_stem[0].with_suffix(""), dense)
+    else:  # the small profile starts from the pinned core baseline
+        from dnnrepro.core import baselines
+
+        dense = baselines.get("lenet-mnist5k", opts.data_dir)
     dense = dense.cpu().eval()
-    test = ctx.load("mnist5k", "test")
-    example = test[0][:16]
-    acc = {
-        "dense": evaluate(dense, test)["accuracy"],
-        "ssl_lenet3": evaluate(small, test)["accuracy"],
-        "magnitude_pruned": evaluate(pruned.eval(), test)["accuracy"],
-    }
-    structured = layer_speedups(
-        dense, small, example, batch=args.batch, n_threads=args.threads, repeats=args.repeats
+    shape = (
+        base["kwargs"]["in_channels"],
+        base["kwargs"]["image_size"],
+        base["kwargs"]["image_size"],
     )
-    unstructured = csr_speedups(
-        pruned, example, batch=args.batch, n_threads=args.threads, repeats=args.repeats
+    repeats = 7 if opts.quick else 15
+    batch = 8 if opts.quick else 256
+    layers = layer_speedups(
+        dense, small, shape, batch=batch, n_threads=opts.threads, repeats=repeats
     )
-    e2e = geomean(r["layer_speedup"] for r in structured)
-    entries = [
-        {"name": f"ssl_lenet3.{r['layer']}", "batch": args.batch, **r} for r in structured
-    ] + [{"name": f"magnitude.{r['layer']}", "batch": args.batch, **r} for r in unstructured]
+    entries = []
+    for r in layers:
+        if r.get("gemm_speedup") is None:
+            continue
+        m = RatioMeasurement.from_dict(r["single_image"])
+        entries.append(
+            bench_entry(
+                f"lenet3.{r['layer']}.gemm_per_image",
+                m,
+                baseline="dense lowered GEMM, one image",
+                candidate="compact lowered GEMM (surviving rows/columns), one image",
+                flop_bound=r["flop_bound"],
+                batched_ratio=r["gemm_batched_speedup"],
+                layer_ratio=r["layer_speedup"],
+            )
+        )
+    for b in sorted({1, batch}):
+        m = network_ratio(dense, small, shape, b, repeats=repeats)
+        entries.append(
+            bench_entry(
+                f"lenet3.network.batch{b}",
+                m,
+                baseline="dense LeNet forward",
+                candidate="shrunk LeNet-3 nn.Module forward",
+            )
+        )
+    pruned_stem = folder / "models" / "unstructured-s0"
+    if checkpoint.exists(pruned_stem):
+        pruned = models.build(base["name"], **base["kwargs"])
+        checkpoint.load_weights(pruned_stem, pruned)
+        m = structured_over_csr(small, pruned.eval(), shape, repeats=repeats)
+        entries.append(
+            bench_entry(
+                "lenet3.structured_vs_csr",
+                m,
+                baseline="magnitude pruning at the same density, CSR GEMMs per image",
+                candidate="SSL compact GEMMs per image",
+            )
+        )
+    error = like["error_increase_pp"]
+    geo = conv_geomean(layers, "gemm_speedup")
     entries.append(
         {
             "name": "summary",
-            "batch": args.batch,
-            "threads": args.threads,
-            "test_accuracy": acc,
-            "error_increase_pp": 100 * (acc["dense"] - acc["ssl_lenet3"]),
-            "geomean_conv_gemm_speedup": geomean(r["gemm_speedup"] for r in structured),
-            "geomean_conv_layer_speedup": e2e,
-            "geomean_conv_csr_speedup": geomean(r["csr_speedup"] for r in unstructured),
-            "target": "geomean end-to-end conv speedup >= 3x, error within 0.5 pp",
-            "target_met": bool(e2e >= 3 and 100 * (acc["dense"] - acc["ssl_lenet3"]) <= 0.5),
+            "error_increase_pp": error,
+            "geomean_conv_gemm_speedup": geo,
+            "geomean_conv_layer_speedup": conv_geomean(layers, "layer_speedup"),
+            "target": "conv geomean speedup >= 3x with error within 0.5 pp",
+            "target_met": bool(geo is not None and geo >= 3 and error <= 0.5),
         }
     )
-    path = write_bench(args.out, "ssl", entries)
-    for e in entries:
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()})
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return entries

@@ -123,7 +123,7 @@ def _report(args) -> int:
         if "architecture" not in meta:
             raise ConfigError("--speed needs a shrunk checkpoint (run 'dnnrepro ssl shrink' first)")
         dense = models.build(meta["base"]["name"], **meta["base"]["kwargs"]).eval()
-        for r in layer_speedups(dense, model, xt[:16], n_threads=args.threads):
+        for r in layer_speedups(dense, model, tuple(xt.shape[1:]), n_threads=args.threads):
             if r["gemm_speedup"] is None:
                 print(f"{r['layer']:24s} removed")
             else:

@@ -10,9 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def draw_figures(ctx, results: dict[str, list[dict]], unstructured: list[dict]) -> None:
+def draw_figures(ctx, results: dict[str, list[dict]], timings: dict, unstructured) -> None:
+    """structure_per_layer, error_vs_speedup and depth_removed, from stage results only."""
     _structure(ctx, results)
-    _error_vs_speed(ctx, results, unstructured)
+    _error_vs_speed(ctx, results, timings)
     _depth(ctx, results)
 
 
@@ -39,25 +40,25 @@ def _structure(ctx, results) -> None:
     ctx.figure("structure_per_layer", fig, data)
 
 
-def _error_vs_speed(ctx, results, unstructured) -> None:
-    """Test error increase vs geomean conv speedup, per seed, LeNet rows and magnitude pruning."""
+def _error_vs_speed(ctx, results, timings) -> None:
+    """Test error increase vs conv geomean speedup (first seed's net), LeNet rows."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     data = {}
-    for name in ("lenet2", "lenet3", "lenet4", "lenet5"):
-        pts = [(r["conv_gemm_geomean"], r["error_increase_pp"]) for r in results[name]]
-        e2e = [(r["conv_layer_geomean"], r["error_increase_pp"]) for r in results[name]]
-        ax.scatter(*zip(*pts, strict=True), label=f"{name} GEMM")
-        ax.scatter(*zip(*e2e, strict=True), marker="x", label=f"{name} end to end")
-        data[name] = {"gemm": pts, "layer": e2e}
-    pts = [(r["conv_csr_geomean"], r["error_increase_pp"]) for r in unstructured]
-    ax.scatter(*zip(*pts, strict=True), marker="s", color="k", label="magnitude pruning, CSR")
-    data["unstructured"] = pts
+    for name, t in timings.items():
+        err = results[name][0]["error_increase_pp"]
+        gemm, layer = t["conv_gemm_geomean"], t["conv_layer_geomean"]
+        if gemm is not None:
+            ax.scatter([gemm], [err], label=f"{name} GEMM per image")
+        if layer is not None:
+            ax.scatter([layer], [err], marker="x", label=f"{name} layer end to end")
+        data[name] = {"gemm": gemm, "layer": layer, "error_increase_pp": err}
     ax.axvline(1.0, color="grey", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("geomean conv speedup vs dense (log)")
     ax.set_ylabel("test error increase (pp)")
     ax.legend(fontsize=6)
     ctx.figure("error_vs_speedup", fig, data)
+    plt.close(fig)
 
 
 def _depth(ctx, results) -> None:

@@ -9,6 +9,7 @@ DISCONNECTED_GRPWISE) and the network is fine-tuned without the group penalty.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,8 +19,10 @@ from torch import nn
 from dnnrepro.core.train import TrainConfig, TrainResult, evaluate, fit
 
 from .regularizer import (
+    ProximalStep,
     SSLRegularizer,
     freeze_structure,
+    residual_block_groups,
     residual_convs,
     zero_small_hook,
     zero_weak_groups,
@@ -33,6 +36,9 @@ class SSLConfig:
     ``groups``: kinds for every layer, or {layer: kinds}; ``depth=True`` regularizes whole
     residual-block convolutions (kind ``layer``) instead. ``ssl``/``finetune``: TrainConfig of the
     two phases (weight decay included). ``rms_threshold``: the group zeroing threshold.
+    ``proximal``: the proximal group-lasso step instead of the subgradient. ``depth_groups``:
+    ``"layer"`` (the authors': one group per residual conv) or ``"block"`` (one group per block
+    over its last conv and BN scale, :func:`residual_block_groups`).
     """
 
     groups: Sequence[str] | Mapping[str, Sequence[str]] = ("filter", "channel")
@@ -42,16 +48,34 @@ class SSLConfig:
     ssl: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, lr=0.005))
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, lr=0.005))
     rms_threshold: float = 1e-3
+    proximal: bool = False
+    depth_groups: str = "layer"
 
 
 def regularizer_for(model: nn.Module, cfg: SSLConfig) -> SSLRegularizer:
     """The SSLRegularizer that ``cfg`` describes for ``model``."""
+    if cfg.depth and cfg.depth_groups == "block":
+        return SSLRegularizer(
+            model,
+            groups=None,
+            strength=cfg.strength,
+            block_groups=residual_block_groups(model),
+            proximal=cfg.proximal,
+        )
     if cfg.depth:
         return SSLRegularizer(
-            model, groups=("layer",), strength=cfg.strength, layers=residual_convs(model)
+            model,
+            groups=("layer",),
+            strength=cfg.strength,
+            layers=residual_convs(model),
+            proximal=cfg.proximal,
         )
     return SSLRegularizer(
-        model, groups=cfg.groups, strength=cfg.strength, per_layer=cfg.per_layer or None
+        model,
+        groups=cfg.groups,
+        strength=cfg.strength,
+        per_layer=cfg.per_layer or None,
+        proximal=cfg.proximal,
     )
 
 
@@ -71,13 +95,18 @@ def learn_structure(
     model = copy.deepcopy(dense)
     reg = regularizer_for(model, cfg)
     sub = (lambda p: os.path.join(checkpoint_dir, p)) if checkpoint_dir else (lambda p: None)
+    ssl_cfg = replace(cfg.ssl, seed=seed)
+    callbacks = [zero_small_hook()]
+    if cfg.proximal:
+        per_epoch = max(1, math.ceil(len(train[0]) / ssl_cfg.batch_size))
+        callbacks.insert(0, ProximalStep(reg, lambda s: ssl_cfg.lr_at(s, per_epoch)))
     ssl_result: TrainResult = fit(
         model,
         train,
-        replace(cfg.ssl, seed=seed),
+        ssl_cfg,
         test=test,
-        penalties=[reg],
-        callbacks=[zero_small_hook()],
+        penalties=[] if cfg.proximal else [reg],
+        callbacks=callbacks,
         checkpoint_dir=sub("ssl"),
         transform=transform,
     )

@@ -8,9 +8,18 @@ coefficient is ``strength * sqrt(|g| / reference) * per_layer``: the sqrt(group 
 the authors applied by hand through Caffe's ``*_decay_mult`` fields (their CaffeNet column
 multipliers are sqrt(column length / 128)).
 
-Optimisation follows the authors' code: plain (momentum) SGD on the subgradient, which is
-``lambda * w / ||w_g||`` and 0 for a zero group (no proximal step), then after every update each
-weight with |w| < 1e-4 is set to exactly 0 (:func:`zero_small`, Caffe's ``Blob::Zerout``).
+Optimisation follows the authors' code by default: plain (momentum) SGD on the subgradient, which
+is ``lambda * w / ||w_g||`` and 0 for a zero group, then after every update each weight with
+|w| < 1e-4 is set to exactly 0 (:func:`zero_small`, Caffe's ``Blob::Zerout``).
+
+``SSLRegularizer(..., proximal=True)`` replaces the subgradient by the proximal (shrinkage) step of
+group lasso after each optimizer step, w_g <- w_g * max(0, 1 - lr * lambda_g / ||w_g||), which puts
+a group at exactly 0 once its norm falls below lr * lambda_g. Behind a BatchNorm a conv's weight
+is scale-free, so the subgradient shrinks it without ever reaching 0; ``block_groups`` (one group
+over a residual branch's last conv *and* its BN scale, :func:`residual_block_groups`) with the
+proximal step is what removes residual blocks. Attach it to any optimizer with
+``reg.attach(optimizer)`` (a step post-hook; ``.remove()`` detaches it) or, in the core's fit, with
+the :class:`ProximalStep` callback.
 """
 
 from __future__ import annotations
@@ -20,22 +29,19 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from dnnrepro.core import sparsity
 from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.sparsity import FixedMask
 from dnnrepro.core.train import Callback
 
-from .groups import group_matrix, group_norms, group_size, sqrt_multiplier
+from .groups import _SafeNorm, group_matrix, group_norms, group_size, sqrt_multiplier
 
 ZEROUT_THRESHOLD = 1e-4
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Conv2d and Linear of ``model`` by qualified name, in definition order."""
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d | nn.Linear) and name
-    }
+    """Every Conv2d and Linear of ``model`` by qualified name (the model itself excluded)."""
+    return {name: m for name, m in sparsity.prunable_layers(model).items() if name}
 
 
 def output_layer(model: nn.Module) -> str:
@@ -46,25 +52,43 @@ def output_layer(model: nn.Module) -> str:
     return list(layers)[-1]
 
 
+def residual_blocks(model: nn.Module) -> list[str]:
+    """Names of the residual blocks: modules with ``conv1``, ``conv2`` and ``bn2`` children and a
+    ``shortcut`` (the core's BasicBlock) or ``downsample`` (torchvision's BasicBlock) attribute."""
+    return [
+        name
+        for name, m in model.named_modules()
+        if name
+        and all(isinstance(getattr(m, a, None), nn.Module) for a in ("conv1", "conv2", "bn2"))
+        and (hasattr(m, "shortcut") or hasattr(m, "downsample"))
+    ]
+
+
 def residual_convs(model: nn.Module) -> list[str]:
     """Names of the convolutions inside residual blocks (depth-wise SSL's targets).
 
-    A residual block is a module with ``conv1``, ``conv2`` and ``shortcut`` children (the core's
-    BasicBlock); the network's first conv and projection shortcuts are excluded, as in the paper.
+    The network's first conv and projection shortcuts are excluded, as in the paper.
     """
-    names = []
-    for name, m in model.named_modules():
-        if all(hasattr(m, a) for a in ("conv1", "conv2", "shortcut")):
-            names += [f"{name}.conv1", f"{name}.conv2"]
-    return names
+    return [f"{b}.{c}" for b in residual_blocks(model) for c in ("conv1", "conv2")]
+
+
+def residual_block_groups(model: nn.Module) -> dict[str, list[str]]:
+    """{block: [its conv2 weight, its bn2 weight]}: one group per residual block that covers the
+    branch's last conv and the BN scale after it (both at 0: the branch adds a constant)."""
+    return {b: [f"{b}.conv2.weight", f"{b}.bn2.weight"] for b in residual_blocks(model)}
 
 
 def _single_input(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.in_channels // module.groups == 1
 
 
-class SSLRegularizer:
-    """sum over layers and group kinds of lambda_kind(l) * sum_g ||W_g||_2; call it as a penalty.
+class SSLRegularizer(nn.Module):
+    """sum over layers and group kinds of lambda_kind(l) * sum_g ||W_g||_2: a penalty module.
+
+    ``reg()`` (or ``reg(model)``) returns the scalar penalty; add it to the loss, or pass the
+    module to the core's ``fit(penalties=[reg])``. With ``proximal=True`` it returns the same value
+    without gradient, and the shrinkage step does the work after each optimizer step
+    (:meth:`attach`, :class:`ProximalStep`).
 
     Args:
         model: the network (its Conv2d and Linear weights are looked up by name once).
@@ -77,6 +101,10 @@ class SSLRegularizer:
         sqrt_scaling: multiply by sqrt(|g| / reference) per layer and kind.
         reference: the group size whose multiplier is 1 (default: the group size of the first
             regularized layer of that kind).
+        block_groups: extra groups spanning several parameters, ``{group name: [parameter
+            names]}`` (e.g. :func:`residual_block_groups`); each has multiplier
+            sqrt(size / first such size) when ``sqrt_scaling``.
+        proximal: use the proximal step instead of the subgradient (module doc).
 
     The output layer's rows (filter/row groups) are skipped unless named in ``per_layer``:
     removing an output would change what the network predicts. Channel groups of a conv with one
@@ -86,17 +114,23 @@ class SSLRegularizer:
     def __init__(
         self,
         model: nn.Module,
-        groups: Sequence[str] | Mapping[str, Sequence[str]] = ("filter", "channel"),
+        groups: Sequence[str] | Mapping[str, Sequence[str]] | None = ("filter", "channel"),
         strength: float = 1e-3,
         per_layer: Mapping[str, float | Mapping[str, float]] | None = None,
         layers: Iterable[str] | None = None,
         sqrt_scaling: bool = True,
         reference: Mapping[str, int] | None = None,
+        block_groups: Mapping[str, Sequence[str]] | None = None,
+        proximal: bool = False,
     ):
+        super().__init__()
         if not (isinstance(strength, int | float) and strength > 0):
             raise ConfigError(f"SSL strength must be a number > 0, not {strength!r}")
         available = prunable_layers(model)
-        if isinstance(groups, Mapping):
+        self.proximal = bool(proximal)
+        if groups is None:
+            plan = {}
+        elif isinstance(groups, Mapping):
             plan = {name: tuple(kinds) for name, kinds in groups.items()}
         else:
             names = list(layers) if layers is not None else list(available)
@@ -113,7 +147,9 @@ class SSLRegularizer:
         last = output_layer(model)
         refs = dict(reference or {})
         self.strength = float(strength)
-        self.terms: list[tuple[str, nn.Module, str, int, float]] = []
+        # plain attributes, not submodules: the regularizer must not own the model's layers
+        object.__setattr__(self, "terms", [])
+        self.terms: list[tuple[str, nn.Module, str, int, float]]
         for name, kinds in plan.items():
             module = available[name]
             cg = getattr(module, "groups", 1)
@@ -130,19 +166,77 @@ class SSLRegularizer:
                 if sqrt_scaling:
                     mult *= sqrt_multiplier(size, refs.setdefault(kind, size))
                 self.terms.append((name, module, kind, cg, mult))
-        if not self.terms:
+        params = dict(model.named_parameters())
+        object.__setattr__(self, "blocks", [])
+        self.blocks: list[tuple[str, list[torch.Tensor], float]]
+        first = None
+        for gname, pnames in (block_groups or {}).items():
+            missing = [p for p in pnames if p not in params]
+            if missing or not pnames:
+                raise ConfigError(f"SSL block group {gname!r}: no parameters named {missing}")
+            tensors = [params[p] for p in pnames]
+            size = sum(t.numel() for t in tensors)
+            first = first or size
+            mult = sqrt_multiplier(size, first) if sqrt_scaling else 1.0
+            self.blocks.append((gname, tensors, mult))
+        if not self.terms and not self.blocks:
             raise ConfigError("SSL: no group is regularized (all multipliers are 0)")
 
     def coefficients(self) -> dict[str, float]:
         """lambda_kind(l) per ``layer/kind``: strength times the per-layer multiplier."""
-        return {f"{n}/{k}": self.strength * m for n, _, k, _, m in self.terms}
+        out = {f"{n}/{k}": self.strength * m for n, _, k, _, m in self.terms}
+        out.update({f"{n}/block": self.strength * m for n, _, m in self.blocks})
+        return out
 
-    def __call__(self, model: nn.Module | None = None) -> torch.Tensor:
+    def forward(self, model: nn.Module | None = None) -> torch.Tensor:
+        """The penalty, a scalar tensor (``model`` is accepted for fit's penalty call, unused)."""
         total = None
         for _, module, kind, cg, mult in self.terms:
             term = group_norms(module.weight, kind, cg).sum() * (self.strength * mult)
             total = term if total is None else total + term
-        return total
+        for _, tensors, mult in self.blocks:
+            flat = torch.cat([t.reshape(-1) for t in tensors]).unsqueeze(0)
+            term = _SafeNorm.apply(flat).sum() * (self.strength * mult)
+            total = term if total is None else total + term
+        return total.detach() if self.proximal else total
+
+    @torch.no_grad()
+    def prox_(self, lr: float) -> int:
+        """One proximal step of the group lasso with step size ``lr``, in place.
+
+        Each group becomes w_g * max(0, 1 - lr * lambda_g / ||w_g||): groups whose norm is at most
+        lr * lambda_g are set to exactly 0. Returns the number of groups that are 0 afterwards.
+        """
+        zero = 0
+        for _, module, kind, cg, mult in self.terms:
+            w = module.weight
+            flat = torch.arange(w.numel(), device=w.device).reshape(w.shape)
+            idx = group_matrix(flat, kind, cg)  # (groups, size) flat positions of each group
+            rows = w.reshape(-1)[idx]
+            norms = rows.pow(2).sum(dim=1).sqrt()
+            scale = (1 - lr * self.strength * mult / norms.clamp_min(1e-30)).clamp_min(0.0)
+            w.view(-1)[idx.reshape(-1)] = (rows * scale[:, None]).reshape(-1)
+            zero += int((scale == 0).sum())
+        for _, tensors, mult in self.blocks:
+            norm = torch.sqrt(sum(t.pow(2).sum() for t in tensors))
+            scale = float((1 - lr * self.strength * mult / norm.clamp_min(1e-30)).clamp_min(0.0))
+            for t in tensors:
+                t.mul_(scale)
+            zero += int(scale == 0)
+        return zero
+
+    def attach(self, optimizer: torch.optim.Optimizer):
+        """Run :meth:`prox_` after every ``optimizer.step()`` with the first param group's lr.
+
+        Returns the hook handle; ``handle.remove()`` detaches it. Requires ``proximal=True``.
+        """
+        if not self.proximal:
+            raise ConfigError(
+                "attach() is for proximal=True; a subgradient penalty goes in the loss"
+            )
+        return optimizer.register_step_post_hook(
+            lambda opt, _args, _kwargs: self.prox_(opt.param_groups[0]["lr"])
+        )
 
     def layer_kinds(self) -> dict[str, list[str]]:
         """Which kinds are regularized on which layer."""
@@ -150,6 +244,22 @@ class SSLRegularizer:
         for name, _, kind, _, _ in self.terms:
             out.setdefault(name, []).append(kind)
         return out
+
+
+class ProximalStep(Callback):
+    """A fit callback: the regularizer's proximal step after each optimizer step.
+
+    ``lr(step) -> float`` gives the learning rate of that step (e.g. ``lambda s:
+    config.lr_at(s, steps_per_epoch)``). Stateless: the weights carry everything.
+    """
+
+    def __init__(self, reg: SSLRegularizer, lr):
+        if not reg.proximal:
+            raise ConfigError("ProximalStep needs SSLRegularizer(proximal=True)")
+        self.reg, self.lr = reg, lr
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        self.reg.prox_(float(self.lr(step)))
 
 
 @torch.no_grad()
@@ -220,6 +330,44 @@ def structure_masks(model: nn.Module) -> dict[str, torch.Tensor]:
         cols = w.reshape(w.shape[0], -1).ne(0).any(dim=0)
         masks[name] = (rows[:, None] & cols[None, :]).reshape(w.shape)
     return masks
+
+
+class _KeepMask(nn.Module):
+    """A parametrization: weight * mask, the mask a buffer (saved in state_dict)."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask
+
+
+def mask_structure(model: nn.Module) -> list[str]:
+    """Hold every zero row and column of each Conv2d/Linear at 0 with a torch parametrization.
+
+    The torch-native form of :func:`freeze_structure` for your own training loop: each layer's
+    ``weight`` becomes ``original * mask`` (``torch.nn.utils.parametrize``), so no optimizer or
+    weight decay can revive a removed group. Returns the layer names; undo it (keeping the
+    masked values) with :func:`unmask_structure` before :func:`~dnnrepro.ssl.shrink`.
+    """
+    from torch.nn.utils import parametrize
+
+    masks = structure_masks(model)
+    for name, mask in masks.items():
+        parametrize.register_parametrization(model.get_submodule(name), "weight", _KeepMask(mask))
+    return list(masks)
+
+
+def unmask_structure(model: nn.Module) -> None:
+    """Remove the parametrizations :func:`mask_structure` added, keeping the masked weights."""
+    from torch.nn.utils import parametrize
+
+    for m in model.modules():
+        if parametrize.is_parametrized(m, "weight") and any(
+            isinstance(p, _KeepMask) for p in m.parametrizations["weight"]
+        ):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
 
 
 def freeze_structure(model: nn.Module) -> FixedMask:

@@ -99,6 +99,8 @@ def _build(desc: dict, original: nn.Module | None) -> nn.Module:
         return InputGather(_build(desc["inner"], None), desc["kept"])
     if kind == "ResidualShortcut":
         shortcut = getattr(original, "shortcut", None)
+        if shortcut is None and hasattr(original, "downsample"):  # torchvision-style block
+            shortcut = original.downsample if original.downsample is not None else nn.Identity()
         if shortcut is None:
             raise IntegrityError(
                 "a removed residual block has no shortcut in the base architecture"
@@ -107,37 +109,69 @@ def _build(desc: dict, original: nn.Module | None) -> nn.Module:
     raise IntegrityError(f"unknown module type {kind!r} in a shrunk-model description")
 
 
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def save_shrunk(
     stem: str | os.PathLike,
     model: nn.Module,
     base: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> None:
-    """Save a shrunk network. ``base`` = {"name": core model name, "kwargs": {...}} lets
-    :func:`load_shrunk` rebuild it without being handed the architecture."""
+    """Save a shrunk network: weights plus the shapes of every replaced module.
+
+    ``base`` = {"name": core model name, "kwargs": {...}} lets :func:`load_shrunk` rebuild a core
+    model by name; for your own class give {"kwargs": {...}} (or nothing) and pass the class (or a
+    fresh instance) to :func:`load_shrunk`. The model's class name is recorded either way and
+    checked at load time; no code is imported from a checkpoint.
+    """
     if base is not None:
-        models.build(base["name"], **base.get("kwargs", {}))  # fail now, not at load time
-    info = {"format": FORMAT, "architecture": architecture(model), "base": base, **(meta or {})}
+        if not isinstance(base, dict) or not isinstance(base.get("kwargs", {}), dict):
+            raise ConfigError("save_shrunk: base must be {'name': ..., 'kwargs': {...}}")
+        if "name" in base:
+            models.build(base["name"], **base.get("kwargs", {}))  # fail now, not at load time
+    info = {
+        "format": FORMAT,
+        "architecture": architecture(model),
+        "base": base,
+        "model_class": _class_name(type(model)),
+        **(meta or {}),
+    }
     checkpoint.save_weights(stem, model, info)
 
 
-def load_shrunk(stem: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+def load_shrunk(
+    stem: str | os.PathLike, model: nn.Module | type[nn.Module] | None = None
+) -> nn.Module:
     """Rebuild a network saved by :func:`save_shrunk` (eval mode).
 
-    ``model``: a fresh instance of the original (unshrunk) architecture; needed only when the
-    checkpoint has no ``base`` (a model that is not one of the core's).
+    ``model``: the original (unshrunk) architecture, as a fresh instance or as its class (built
+    with the saved ``base["kwargs"]``); needed when the checkpoint names no core model. A class or
+    instance of another type than the saved model's raises ConfigError.
     """
     _, meta = checkpoint.load(stem)
     if meta.get("format") != FORMAT:
         raise IntegrityError(f"{stem}: not a shrunk-model checkpoint (format {meta.get('format')})")
+    base = meta.get("base") or {}
+    if not isinstance(base, dict):
+        raise IntegrityError(f"{stem}: malformed 'base' in the checkpoint metadata")
+    saved_class = meta.get("model_class")
+    if isinstance(model, type):
+        if not issubclass(model, nn.Module):
+            raise ConfigError("load_shrunk: model= must be an nn.Module class or instance")
+        model = model(**base.get("kwargs", {}))
     if model is None:
-        base = meta.get("base")
-        if not base:
+        if "name" not in base:
             raise ConfigError(
-                f"{stem}: the checkpoint does not name its base architecture; pass model= a fresh "
-                "instance of the original network"
+                f"{stem}: the checkpoint does not name a core architecture ({saved_class}); pass "
+                "model= its class or a fresh instance of the original network"
             )
         model = models.build(base["name"], **base.get("kwargs", {}))
+    elif saved_class and _class_name(type(model)) != saved_class:
+        raise ConfigError(
+            f"{stem}: saved from a {saved_class}, but model= is a {_class_name(type(model))}"
+        )
     arch = meta["architecture"]
     for name in sorted(arch, key=lambda n: n.count(".")):
         parent_name, _, leaf = name.rpartition(".")

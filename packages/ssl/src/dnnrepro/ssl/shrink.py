@@ -15,6 +15,10 @@ that computes the same function as the sparse one in eval mode (BatchNorm uses r
    other such filters stay). The producer's filter, the BatchNorm entries and the readers' input
    channels (or the hw features of c after a flatten) are all removed together. A layer whose output
    also goes anywhere else (a residual sum, the network output) keeps all its filters.
+   **Residual sums.** Convs whose outputs meet in residual adds (through their BatchNorms) form one
+   group with every layer that reads those sums (Torch-Pruning's dependency group); a channel that
+   no reader of the group reads is removed from every producer, BN and reader at once. Groups with
+   another source (a padding shortcut, the input) or another use (the output, a concat) are kept.
 3. **Shape fibres.** A conv left with zero columns of its lowered N x (C*R*S) matrix becomes an
    :class:`InputGather` (whole channels unused) or a :class:`LoweredConv2d` (single fibres); a
    Linear with unused inputs becomes an InputGather.
@@ -26,6 +30,7 @@ layer whose filters would all be removed raise ConfigError.
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import dataclass, field
 
 import torch
@@ -109,6 +114,8 @@ def shrink(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
         inputs = _reader_inputs(model, chains, example_input)
         for chain in chains:
             _prune_chain(model, chain, inputs)
+        for stream in _find_streams(model):
+            _prune_stream(model, stream)
         _gather_inputs(model)
     return model
 
@@ -126,6 +133,9 @@ def _branch_constant(block: BasicBlock) -> torch.Tensor | None:
 
     if bool((conv2.weight == 0).all()):
         return block.bn2(conv_out(conv2)).flatten()
+    bn2 = block.bn2
+    if isinstance(bn2, nn.BatchNorm2d) and bn2.affine and bool((bn2.weight == 0).all()):
+        return bn2.bias.detach().clone()  # a zero BN scale outputs its shift whatever the input
     if bool((conv1.weight == 0).all()):
         mid = F.relu(block.bn1(conv_out(conv1)))
         if bool((mid == 0).all()):  # conv2 then reads zeros everywhere, padding included
@@ -133,12 +143,29 @@ def _branch_constant(block: BasicBlock) -> torch.Tensor | None:
     return None
 
 
+def _is_block(m: nn.Module) -> bool:
+    """A core BasicBlock, or a torchvision-style one (conv1/bn1/conv2/bn2 and ``downsample``,
+    forward relu(bn2(conv2(relu(bn1(conv1(x))))) + downsample(x)))."""
+    if isinstance(m, BasicBlock):
+        return True
+    names = ("conv1", "bn1", "conv2", "bn2", "downsample")
+    return (
+        type(m).__name__ == "BasicBlock"
+        and all(hasattr(m, a) for a in names)
+        and isinstance(m.conv2, nn.Conv2d)
+        and isinstance(m.bn2, nn.BatchNorm2d)
+    )
+
+
 def _remove_constant_blocks(model: nn.Module) -> None:
-    blocks = [(n, m) for n, m in model.named_modules() if isinstance(m, BasicBlock)]
+    blocks = [(n, m) for n, m in model.named_modules() if n and _is_block(m)]
     for name, block in blocks:
         offset = _branch_constant(block)
         if offset is not None:
-            new = ResidualShortcut(block.shortcut, offset.numel())
+            shortcut = getattr(block, "shortcut", None)
+            if shortcut is None:
+                shortcut = block.downsample if block.downsample is not None else nn.Identity()
+            new = ResidualShortcut(shortcut, offset.numel())
             new.offset.copy_(offset)
             _set_module(model, name, new)
 
@@ -209,7 +236,9 @@ def _walk(node, chain, modules, calls, channels, is4d, flat) -> bool:
             return False
         if user.op == "call_module":
             m = modules[user.target]
-            if calls[user.target] != 1:
+            # a module with state (weights, BN statistics) must be called once to be resized; a
+            # stateless activation or pooling module may be shared (torchvision's self.relu)
+            if calls[user.target] != 1 and not isinstance(m, CHANNELWISE_MODULES):
                 return False
             if isinstance(m, nn.Conv2d):
                 if not (is4d and not flat and m.groups == 1 and m.in_channels == channels):
@@ -331,6 +360,174 @@ def _prune_chain(model: nn.Module, chain: _Chain, inputs: dict[str, torch.Tensor
         _set_module(model, name, _resized_norm(model.get_submodule(name), keep))
     bias = producer.bias[keep] if producer.bias is not None else None
     _set_module(model, chain.producer, _resized(producer, w[keep], bias))
+
+
+# --------------------------------------------------------------------------- residual sums
+
+_ADDS = {operator.add, operator.iadd, torch.add}
+
+
+def _is_add(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _ADDS) or (
+        node.op == "call_method" and node.target in ("add", "add_")
+    )
+
+
+def _channelwise(node: torch.fx.Node, modules: dict) -> bool:
+    """A one-input step that maps each channel on its own and holds no state."""
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), CHANNELWISE_MODULES)
+    return (node.op == "call_function" and node.target in CHANNELWISE_FUNCTIONS) or (
+        node.op == "call_method" and node.target in CHANNELWISE_METHODS
+    )
+
+
+@dataclass
+class _Stream:
+    """Residual sums coupled through their channels: the convs (and BNs) feeding them, and the
+    layers reading them (name, features per channel; 0: a conv reader)."""
+
+    producers: list[str] = field(default_factory=list)
+    norms: list[str] = field(default_factory=list)
+    readers: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _find_streams(model: nn.Module) -> list[_Stream]:
+    """Groups of residual adds whose channels are coupled, with every producer and reader.
+
+    Channel c of a group can be removed from all its producers, their BatchNorms and all readers
+    together when no reader reads it (Torch-Pruning's dependency groups, restricted to the case
+    that is exact whatever the producers compute). A group with any other source (a pad
+    shortcut, the network input) or user (the network output, a concatenation) is left alone.
+    """
+    graph = _trace(model)
+    modules = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    adds = [n for n in graph.nodes if _is_add(n)]
+    seen: set[torch.fx.Node] = set()
+    streams = []
+    for start in adds:
+        if start in seen:
+            continue
+        stream, ok, todo, group = _Stream(), True, [start], set()
+        while todo and ok:
+            add = todo.pop()
+            if add in group:
+                continue
+            group.add(add)
+            for arg in add.args:
+                if isinstance(arg, torch.fx.Node):
+                    ok = ok and _source(arg, stream, modules, calls, todo)
+            ok = ok and _sinks(add, stream, modules, calls, todo, flat=False)
+        seen |= group
+        if ok and stream.producers and stream.readers:
+            streams.append(stream)
+    return streams
+
+
+def _single(name: str, modules: dict, calls: dict) -> bool:
+    return calls.get(name, 0) == 1
+
+
+def _source(node, stream, modules, calls, todo) -> bool:
+    """Walk back from an add input to the conv that makes it (through its BN and channel-wise
+    steps), then forward from there: every other user on the way is a reader of the stream."""
+    bn = None
+    while True:
+        if _is_add(node):
+            todo.append(node)
+            return True
+        if node.op == "call_module":
+            m = modules[node.target]
+            if isinstance(m, nn.Conv2d) and m.groups == 1 and _single(node.target, modules, calls):
+                if bn is not None and len(node.users) != 1:
+                    return False  # the conv's raw output is also used before its BN
+                stream.producers.append(node.target)
+                return _sinks(bn if bn is not None else node, stream, modules, calls, todo, False)
+            if isinstance(m, nn.BatchNorm2d) and _single(node.target, modules, calls):
+                if bn is not None:
+                    return False  # two BNs on one path: not a plain conv-BN producer
+                stream.norms.append(node.target)
+                bn = node
+                node = node.args[0]
+                continue
+        if _channelwise(node, modules) and node.args and isinstance(node.args[0], torch.fx.Node):
+            # a relu after an earlier add passes that add's channels on: same stream
+            node = node.args[0]
+            continue
+        return False
+
+
+def _sinks(node, stream, modules, calls, todo, flat) -> bool:
+    """Follow an add's output to the layers that read it; other adds join the stream."""
+    for user in node.users:
+        if _is_add(user):
+            todo.append(user)
+            continue
+        if user.op == "output":
+            return False  # the network's output: every channel is needed
+        if user.op == "call_module":
+            m = modules[user.target]
+            if isinstance(m, nn.Conv2d) and not flat and m.groups == 1:
+                if not _single(user.target, modules, calls) or user.args[0] is not node:
+                    return False
+                stream.readers.append((user.target, 0))
+                continue
+            if isinstance(m, nn.Linear) and flat:
+                if not _single(user.target, modules, calls):
+                    return False
+                stream.readers.append((user.target, -1))  # features per channel: set later
+                continue
+        if _flatten_start(user, modules) == 1 and not flat:
+            if not _sinks(user, stream, modules, calls, todo, flat=True):
+                return False
+            continue
+        if _channelwise(user, modules) and _only_input(user, node):
+            if not _sinks(user, stream, modules, calls, todo, flat):
+                return False
+            continue
+        return False
+    return True
+
+
+def _prune_stream(model: nn.Module, stream: _Stream) -> None:
+    # a layer reached along two paths is listed twice: resize each once
+    stream.producers = list(dict.fromkeys(stream.producers))
+    stream.norms = list(dict.fromkeys(stream.norms))
+    stream.readers = list(dict.fromkeys(stream.readers))
+    channels = model.get_submodule(stream.producers[0]).weight.shape[0]
+    readers = []
+    for name, per in stream.readers:
+        r = model.get_submodule(name)
+        if per == -1:
+            if r.in_features % channels:
+                return
+            per = r.in_features // channels
+        elif r.weight.shape[1] != channels:
+            return
+        readers.append((name, r, per))
+    if any(model.get_submodule(p).weight.shape[0] != channels for p in stream.producers):
+        return
+    keep = torch.tensor(
+        [
+            not all(bool(_reader_columns(r.weight, c, per).eq(0).all()) for _, r, per in readers)
+            for c in range(channels)
+        ]
+    )
+    if bool(keep.all()) or not bool(keep.any()):
+        return  # nothing to remove, or nothing would be read at all (left to the user to see)
+    for name, reader, per in readers:
+        cols = keep if per == 0 else keep.repeat_interleave(per)
+        _set_module(model, name, _resized(reader, reader.weight[:, cols], reader.bias))
+    for name in stream.norms:
+        _set_module(model, name, _resized_norm(model.get_submodule(name), keep))
+    for name in stream.producers:
+        p = model.get_submodule(name)
+        bias = p.bias[keep] if p.bias is not None else None
+        _set_module(model, name, _resized(p, p.weight[keep], bias))
 
 
 # --------------------------------------------------------------------------- shape fibres
