@@ -47,7 +47,9 @@ BUSY = "inconclusive (machine busy)"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, BUSY, NOT_RUN)
 PROFILE_ORDER = ("smoke", "small", "paper")
 BUSY_SHARE = 0.25  # as bench.BUSY_SHARE: other processes above this share of the machine
-NO_TIMING_RECORD = "no timing-protocol record (ctx.record_timing was not called)"
+NO_TIMING_RECORD = (
+    "no timing-protocol record in this run (ctx.record_timing was not called; the note says why)"
+)
 
 
 @dataclass(frozen=True)
