@@ -23,7 +23,6 @@ TIMEOUT_S = 180
 # READMEs whose examples are known not to run yet, with why. Strict xfail: once a README runs, its
 # test XPASSes and fails, so the entry must be removed in the same change that fixes it.
 KNOWN_BROKEN = {
-    "terngrad": "API section is a fragment (NameError: model); issue 24 item 5",
 }
 
 

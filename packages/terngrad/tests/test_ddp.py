@@ -52,7 +52,7 @@ def is_float_layer(options, name, numel):
     return numel < options.get("min_numel", 0) or name in options.get("exclude", ())
 
 
-@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("world", [2, 3, 4])
 def test_every_wire_is_exact_and_rank_identical(world):
     torch.set_num_threads(1)
     results = launch(check_worker, world, {"configs": CONFIGS, "steps": STEPS}, timeout_s=240)

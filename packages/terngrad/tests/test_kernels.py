@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dnnrepro.core.testing import check_kernels_compile
-from dnnrepro.terngrad import gpu
-from dnnrepro.terngrad.packing import unpack_trits
+from dnnrepro.terngrad import gpu, ternarize
+from dnnrepro.terngrad.packing import pack_trits, unpack_trits
 
 
 def test_kernels_compile():
@@ -34,6 +34,9 @@ def test_kernels_match_references_on_gpu(codec):
     s = float(2.5 * g.std(correction=0))
     got = gpu.ternarize_pack_cuda(g, s, 123, codec)
     assert torch.equal(got, gpu.ternarize_pack_reference(g, s, 123, codec))
+    # the CPU path of the hook and emulator draws the same stream: same trits for the same seed
+    cpu_trits, _ = ternarize(g.cpu(), scaler=s, seed=123)
+    assert torch.equal(got.cpu(), pack_trits(cpu_trits, codec))
     rows = torch.stack([got, gpu.ternarize_pack_reference(g, s, 9, codec)])
     mean = gpu.unpack_accumulate_cuda(rows, g.numel(), 2, s / 2, codec)
     torch.testing.assert_close(

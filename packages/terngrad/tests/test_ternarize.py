@@ -101,3 +101,59 @@ def test_streams_are_reproducible_and_distinct():
     b = ternarize(g, generator=generator_for("cpu", stream_seed(0, 1, 5, "fc1.weight")))[0]
     c = ternarize(g, generator=generator_for("cpu", stream_seed(0, 2, 5, "fc1.weight")))[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_counter_stream_is_one_definition_for_cpu_numba_and_kernels():
+    """Issue 17 item 1: the hook, emulator and kernels share the counter-based stream keyed by
+    (seed, rank, step, parameter, element): the numba loop, the torch path and the kernels'
+    reference give the same trits."""
+    import importlib
+
+    from dnnrepro.terngrad import gpu
+    from dnnrepro.terngrad.packing import pack_trits
+
+    tmod = importlib.import_module("dnnrepro.terngrad.ternarize")
+    g = torch.randn(70_001, generator=torch.Generator().manual_seed(4))
+    s = float(2.5 * g.std(correction=0))
+    seed = stream_seed(3, 1, 5, "fc1.weight")
+    fast, _ = ternarize(g, scaler=s, seed=seed)
+    saved = tmod._NUMBA
+    tmod._NUMBA = None  # the plain-torch path, chunked
+    try:
+        plain, _ = ternarize(g, scaler=s, seed=seed)
+    finally:
+        tmod._NUMBA = saved
+    assert torch.equal(fast, plain)
+    for codec in ("2bit", "base3"):
+        assert torch.equal(pack_trits(fast, codec), gpu.ternarize_pack_reference(g, s, seed, codec))
+    # element i's draw depends on i only: a slice of the stream is the stream of the slice
+    u = tmod.counter_uniform(seed, 100, "cpu", start=50)
+    assert torch.equal(u, tmod.counter_uniform(seed, 150, "cpu")[50:])
+    other, _ = ternarize(g, scaler=s, seed=stream_seed(3, 2, 5, "fc1.weight"))
+    assert not torch.equal(fast, other)
+    with pytest.raises(ConfigError, match="not both"):
+        ternarize(g, seed=1, generator=torch.Generator())
+
+
+def test_fused_ternary_sum_equals_the_per_worker_sum():
+    import importlib
+
+    from dnnrepro.terngrad.ternarize import ternary_sum
+
+    tmod = importlib.import_module("dnnrepro.terngrad.ternarize")
+    g = torch.randn(5, 3001, generator=torch.Generator().manual_seed(8))
+    s = 2.5 * g.std(correction=0, dim=1).max()
+    seeds = [stream_seed(1, r, 2, "w") for r in range(5)]
+    sigma, nz = ternary_sum(g, s, seeds)
+    trits = [ternarize(row, scaler=s, seed=sd)[0] for row, sd in zip(g, seeds, strict=True)]
+    assert torch.equal(sigma, sum(t.to(torch.int16) for t in trits))
+    assert nz == sum(int(t.count_nonzero()) for t in trits)
+    saved = tmod._NUMBA
+    tmod._NUMBA = None
+    try:
+        plain, plain_nz = ternary_sum(g, s, seeds)  # the torch loop
+        assert torch.equal(plain, sigma) and plain_nz == nz
+    finally:
+        tmod._NUMBA = saved
+    zero, nz0 = ternary_sum(torch.ones(2, 7), torch.tensor(0.0), seeds[:2])  # s = 0: nothing sent
+    assert nz0 == 0 and not bool(zero.any())

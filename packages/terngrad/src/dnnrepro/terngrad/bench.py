@@ -1,25 +1,24 @@
-"""Benchmarks: bytes on the wire vs fp32 ring allreduce, and the CPU (and GPU) encode cost.
+"""Benchmarks of ``dnnrepro terngrad bench``: bytes on the wire vs fp32 ring allreduce, the CPU
+(and GPU) encode/decode cost, and the emulator's step against a plain fp32 step.
 
-    python -m dnnrepro.terngrad.bench --out paper_results/terngrad [--numel 25000000] [--threads 1]
+    dnnrepro terngrad bench [--out paper_results/terngrad] [--threads 1] [--quick]
 
-Every speed number is a ratio against a baseline timed in the same run (``grad.clone()`` of the
-same gradient: one read and one write of it) with the thread count pinned. Traffic numbers come
-from the same byte formula the DDP hook's counters are tested against.
+Every speed number is a ratio from ``dnnrepro.core.bench.interleaved_ratio`` (baseline and
+candidate timed alternately in one process, bootstrap interval, machine load recorded): ratio =
+baseline time / candidate time, so a candidate that costs k times the baseline has ratio 1/k
+(``cost`` in the entry). Traffic numbers come from the byte formula the hook's counters are
+tested against.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 import torch
 
-from dnnrepro.core.bench import threads, time_callable, write_bench
-from dnnrepro.core.errors import ConfigError
+from dnnrepro.core.bench import bench_entry, interleaved_ratio, time_callable
 from dnnrepro.core.kernels import cuda_available
 
 from .packing import pack_trits, packed_trit_bytes, unpack_trits
-from .ternarize import generator_for, ternarize
+from .ternarize import ternarize
 from .wire import collective_bytes, fp32_ring_bytes_per_element, network_bytes
 
 
@@ -52,76 +51,105 @@ def traffic_entries(numel: int = 25_000_000, layers: int = 16) -> list[dict]:
     return out
 
 
-def _interleaved(candidate, baseline, repeats: int) -> tuple[dict, dict]:
-    """Median seconds of both, timed alternately (a shared, noisy machine hits both alike)."""
-    import statistics
-    import time
-
-    candidate(), baseline()  # warm-up
-    times: dict[str, list[float]] = {"c": [], "b": []}
-    for _ in range(repeats):
-        for key, fn in (("b", baseline), ("c", candidate)):
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-
-    def summary(v):
-        return {"median": statistics.median(v), "min": min(v), "max": max(v), "repeats": len(v)}
-
-    return summary(times["c"]), summary(times["b"])
+def _cost_entry(name: str, m, *, baseline: str, candidate: str, target: float | None, **extra):
+    """A bench entry whose candidate should cost at most ``target`` times the baseline."""
+    cost = m.candidate_s / m.baseline_s
+    return bench_entry(
+        name,
+        m,
+        baseline=baseline,
+        candidate=candidate,
+        cost=cost,
+        target=f"cost <= {target:g}" if target else "informational",
+        passed=None if target is None or m.busy else cost <= target,
+        **extra,
+    )
 
 
-def encode_entries(numel: int, n_threads: int, repeats: int = 5) -> list[dict]:
-    """ternarize + pack (and unpack + sum of 4 ranks) vs grad.clone(), CPU, same run."""
+def encode_entries(numel: int, repeats: int) -> list[dict]:
+    """ternarize + pack, and unpack + sum of 4 ranks + scale, vs ``grad.clone()`` (CPU).
+
+    Targets (issue 17 item 5, at 25M elements): encode <= 2x, decode of 4 ranks <= 3x clone.
+    """
     g = torch.randn(numel, generator=torch.Generator().manual_seed(0))
     s = float(2.5 * g.std(correction=0))
     out = []
-    with threads(n_threads) as used:
 
-        def clone():
-            return g.clone()
+    def clone():
+        return g.clone()
 
-        for codec in ("2bit", "base3"):
+    for codec in ("2bit", "base3"):
 
-            def encode(codec=codec):
-                gen = generator_for("cpu", 1)
-                t, _ = ternarize(g, scaler=s, generator=gen, check_finite=False)
-                return pack_trits(t, codec)
+        def encode(codec=codec, rank=0):
+            t, _ = ternarize(g, scaler=s, seed=rank + 1, check_finite=False)
+            return pack_trits(t, codec)
 
-            cand, base = _interleaved(encode, clone, repeats)
-            ratio = cand["median"] / base["median"]
-            out.append(
-                {
-                    "name": f"encode cost: ternarize + pack {codec} / grad.clone(), {numel} elements",
-                    "kind": "cpu-time",
-                    "value": ratio,
-                    "target": "<= 4",
-                    "passed": ratio <= 4,
-                    "candidate": cand,
-                    "baseline": base,
-                    "threads": used,
-                }
+        m = interleaved_ratio(encode, clone, repeats=repeats, warmup=1)
+        out.append(
+            _cost_entry(
+                f"encode: ternarize + pack {codec}, {numel} elements",
+                m,
+                baseline="grad.clone()",
+                candidate=f"ternarize + pack_trits({codec!r})",
+                target=2.0,
+                numel=numel,
             )
-            packed = [encode() for _ in range(4)]
+        )
+        packed = [encode(rank=k) for k in range(4)]
 
-            def decode(packed=packed, codec=codec):
-                sigma = sum(unpack_trits(p, numel, codec).to(torch.int16) for p in packed)
-                return sigma.to(torch.float32) * (s / 4)
+        def decode(packed=packed, codec=codec):
+            sigma = unpack_trits(packed[0], numel, codec).to(torch.int16)
+            for p in packed[1:]:
+                sigma += unpack_trits(p, numel, codec)
+            return sigma.to(torch.float32) * (s / 4)
 
-            dec, base = _interleaved(decode, clone, repeats)
-            out.append(
-                {
-                    "name": f"decode cost: unpack {codec} x4 ranks + sum + scale / grad.clone()",
-                    "kind": "cpu-time",
-                    "value": dec["median"] / base["median"],
-                    "target": "informational",
-                    "passed": None,
-                    "candidate": dec,
-                    "baseline": base,
-                    "threads": used,
-                }
+        m = interleaved_ratio(decode, clone, repeats=repeats, warmup=1)
+        out.append(
+            _cost_entry(
+                f"decode: unpack {codec} x4 ranks + sum + scale, {numel} elements",
+                m,
+                baseline="grad.clone()",
+                candidate=f"4 x unpack_trits({codec!r}) + int16 sum + scale",
+                target=3.0,
+                numel=numel,
             )
+        )
     return out
+
+
+def emulator_entry(workers: int, repeats: int) -> dict:
+    """One emulated TernGrad LeNet step of N workers vs one plain fp32 step, total batch 64.
+
+    Target (issue 17 item 1): the emulated step at N = 64 costs at most 8x the fp32 step.
+    """
+    import torch.nn.functional as F
+
+    from .emulate import EmulatorConfig, VirtualWorkers
+    from .models import build_model
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    torch.manual_seed(0)
+    model = build_model("lenet", (1, 28, 28))
+    vw = VirtualWorkers(model, workers, EmulatorConfig(seed=0), weight_decay=5e-4)
+    step = iter(range(10**9))
+
+    def emulated():
+        vw.grad_fn(model, x, y, next(step))
+
+    def plain():
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    m = interleaved_ratio(emulated, plain, repeats=repeats, warmup=1)
+    return _cost_entry(
+        f"emulator: LeNet step, N={workers} virtual workers / plain fp32 step, total batch 64",
+        m,
+        baseline="fp32 forward + backward, batch 64",
+        candidate=f"VirtualWorkers({workers}).grad_fn (TernGrad c=2.5)",
+        target=8.0 if workers == 64 else None,
+        workers=workers,
+    )
 
 
 def gpu_entries(numel: int = 100_000_000) -> list[dict]:
@@ -178,28 +206,13 @@ def gpu_entries(numel: int = 100_000_000) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dnnrepro.terngrad.bench")
-    parser.add_argument("--out", default="paper_results/terngrad")
-    parser.add_argument("--numel", type=int, default=25_000_000)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    if args.numel < 1 or args.threads < 1 or args.repeats < 1:
-        raise ConfigError("--numel, --threads and --repeats must be >= 1")
-    entries = traffic_entries() + encode_entries(args.numel, args.threads, args.repeats)
-    entries += gpu_entries()
-    path = write_bench(args.out, "terngrad", entries)
-    for e in entries:
-        value = "—" if e["value"] is None else f"{e['value']:.3f}"
-        print(f"{e['name']:70s} {value:>8s}  target {e['target']}  passed={e['passed']}")
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+def run_bench(opts) -> list[dict]:
+    """``Paper.bench``: every entry above; ``opts.quick`` shrinks the shapes and repeats."""
+    numel = 1_000_000 if opts.quick else 25_000_000
+    repeats = 7 if opts.quick else 9
+    entries = traffic_entries()
+    entries += encode_entries(numel, repeats)
+    for n in (2, 64) if opts.quick else (2, 8, 64):
+        entries.append(emulator_entry(n, repeats))
+    entries += gpu_entries(10_000_000 if opts.quick else 100_000_000)
+    return entries

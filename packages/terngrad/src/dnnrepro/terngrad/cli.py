@@ -26,7 +26,9 @@ def add_commands(sub) -> None:
     t.add_argument("--exclude", nargs="*", default=[], help="parameter names sent as float")
     t.add_argument("--batch", type=int, default=64, help="total batch over all workers")
     t.add_argument("--epochs", type=int, default=1)
-    t.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    t.add_argument(
+        "--steps", type=int, default=None, help="train this many steps (instead of --epochs)"
+    )
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
@@ -64,6 +66,8 @@ def _train(args) -> int:
         raise ConfigError("--workers must be >= 1")
     if args.batch % args.workers:
         raise ConfigError(f"--batch {args.batch} must be divisible by --workers {args.workers}")
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError("--steps must be >= 1")
     if args.clip < 0:
         raise ConfigError("--clip must be >= 0 (0 turns clipping off)")
     job = {
@@ -72,7 +76,7 @@ def _train(args) -> int:
         "data_dir": args.data_dir,
         "batch": args.batch,
         "epochs": args.epochs,
-        "max_steps": args.steps,
+        "steps": args.steps,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "seed": args.seed,

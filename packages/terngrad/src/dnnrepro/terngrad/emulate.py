@@ -13,16 +13,17 @@ the total batch into N equal worker batches, computes all N gradients in one vec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dnnrepro.core.errors import ConfigError, DataError
+from dnnrepro.core.train import Callback
 
 from .hook import decode_allgather
-from .ternarize import generator_for, layer_scaler, stream_seed, ternarize
+from .ternarize import layer_scaler, stream_seed, ternarize, ternary_sum
 from .wire import WIRES, check_wire, decode_sum, reternarize_sum
 
 MAX_WORKERS = 64
@@ -59,8 +60,9 @@ def emulate(
     """Mean TernGrad gradient of N = len(worker_grads) virtual workers, per parameter name.
 
     Each element of ``worker_grads`` maps parameter names to that worker's gradient (same names and
-    shapes on every worker). ``stats`` (optional dict) receives per-layer zero fractions and
-    scalers. Raises DataError on NaN/Inf (the emulator's "raise" policy).
+    shapes on every worker). ``stats`` (optional dict) accumulates, per ternarized parameter, the
+    zero trits sent (``stats["zeros"][name]``) and the trits sent (``stats["elements"][name]``)
+    over all workers. Raises DataError on NaN/Inf (the emulator's "raise" policy).
     """
     workers = len(worker_grads)
     if not 1 <= workers <= MAX_WORKERS:
@@ -84,10 +86,17 @@ def emulate(
             raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
         shared = torch.stack(local).max()
         trits, sigma, nonzero = [], None, 0
-        for rank, g in enumerate(grads):
-            gen = generator_for(g.device, stream_seed(config.seed, rank, step, name))
+        if config.wire != "allgather" and config.scaler_sharing:  # one fused pass over N workers
+            seeds = [stream_seed(config.seed, r, step, name) for r in range(workers)]
+            flat = torch.stack([g.reshape(-1) for g in grads])
+            sigma, nonzero = ternary_sum(flat, shared, seeds)
+            grads_to_loop = []
+        else:
+            grads_to_loop = grads
+        for rank, g in enumerate(grads_to_loop):
+            seed = stream_seed(config.seed, rank, step, name)
             s = shared if config.scaler_sharing else local[rank]
-            t = ternarize(g.reshape(-1), scaler=s, generator=gen, check_finite=False)[0]
+            t = ternarize(g.reshape(-1), scaler=s, seed=seed, check_finite=False)[0]
             nonzero += int(torch.count_nonzero(t))
             if config.wire == "allgather":
                 trits.append(t)
@@ -103,33 +112,57 @@ def emulate(
             mean = t.to(torch.float32) * shared
         else:
             mean = decode_sum(sigma, shared, workers)
-        if stats is not None:
-            zeros = 1 - nonzero / (workers * numel)
-            stats.setdefault("zero_fraction", {}).setdefault(name, []).append(zeros)
+        if stats is not None:  # integer counts: sums over steps are exact and order-free
+            zeros = stats.setdefault("zeros", {})
+            elements = stats.setdefault("elements", {})
+            zeros[name] = zeros.get(name, 0) + workers * numel - nonzero
+            elements[name] = elements.get(name, 0) + workers * numel
         out[name] = mean.view_as(grads[0])
     return out
 
 
-@dataclass
-class VirtualWorkers:
+class VirtualWorkers(Callback):
     """Plug N emulated TernGrad workers into ``dnnrepro.core.train.fit``.
 
     Use ``fit(model, data, TrainConfig(batch_size=total_batch, weight_decay=0, ...),
-    grad_fn=vw.grad_fn)``: the weight decay goes here (``weight_decay``)
-    because the authors put it in the loss, so each worker's decay term is ternarized with its
-    gradient. The total batch must be divisible by ``workers``.
+    grad_fn=vw.grad_fn, callbacks=[vw])``. The total batch must be divisible by ``workers``.
+
+    ``weight_decay`` is applied here, per worker and before ternarization, not through
+    ``TrainConfig.weight_decay`` (which fit adds to the already decoded mean): the authors put the
+    decay in the loss, so each worker's decay term is ternarized with its data gradient. With
+    TernGrad disabled (fp32) both places give the same update.
+
+    As a callback (``callbacks=[vw]``) it saves its zero-trit counts in fit's checkpoint, so
+    :meth:`zero_fraction` covers every step of the run, also after a resume (a resume from a
+    finished checkpoint runs no step at all).
     """
 
-    model: nn.Module
-    workers: int
-    config: EmulatorConfig
-    weight_decay: float = 0.0
-    stats: dict = field(default_factory=dict)
+    def __init__(
+        self, model: nn.Module, workers: int, config: EmulatorConfig, weight_decay: float = 0.0
+    ):
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ConfigError(f"workers must be in 1..{MAX_WORKERS}, not {workers}")
+        if not weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, not {weight_decay!r}")
+        self.model, self.workers, self.config = model, workers, config
+        self.weight_decay = float(weight_decay)
+        self.stats: dict[str, dict[str, int]] = {"zeros": {}, "elements": {}}
+        self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-    def __post_init__(self):
-        if not 1 <= self.workers <= MAX_WORKERS:
-            raise ConfigError(f"workers must be in 1..{MAX_WORKERS}, not {self.workers}")
-        self._params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+    def zero_fraction(self) -> dict[str, float]:
+        """Per ternarized parameter: zero trits / trits sent by all workers over all steps."""
+        return {k: self.stats["zeros"][k] / n for k, n in self.stats["elements"].items() if n}
+
+    def state_dict(self) -> dict:
+        return {f"{kind}.{name}": int(v) for kind, d in self.stats.items() for name, v in d.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stats = {"zeros": {}, "elements": {}}
+        for key, value in state.items():
+            kind, _, name = key.partition(".")
+            if kind not in self.stats:
+                raise ConfigError(f"VirtualWorkers: unknown state key {key!r} in the checkpoint")
+            self.stats[kind][name] = int(value)
 
     def grad_fn(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
         """fit's ``grad_fn``: every worker's gradient of its share of (x, y), emulated TernGrad

@@ -8,8 +8,9 @@
 
 :func:`ternarize_pack_reference` / :func:`unpack_accumulate_reference` compute the same results
 with torch integer ops on any device (the CPU test and tools/gpu_check.py compare against them).
-The kernels are standalone fused operators; the DDP hook uses the torch path (torch.Generator,
-Philox on CUDA), which draws different (equally distributed) random numbers.
+The stream is :func:`dnnrepro.terngrad.ternarize.counter_uniform`, the one the DDP hook, the
+emulator and ``ternarize(..., seed=...)`` draw from: the kernels called with
+``stream_seed(seed, rank, step, name)`` give the hook's trits bit for bit.
 """
 
 from __future__ import annotations
@@ -20,32 +21,10 @@ import torch
 from dnnrepro.core.errors import ConfigError
 
 from .packing import TRITS_PER_BYTE, _check_codec, packed_trit_bytes, unpack_trits
+from .ternarize import counter_uniform
 
 PACKAGE, CU_FILE = "dnnrepro.terngrad", "terngrad.cu"
-_GAMMA = 0x9E3779B97F4A7C15
-_C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _U64 = 1 << 64
-
-
-def _signed(v: int) -> int:
-    """A uint64 constant as the int64 with the same bits."""
-    v %= _U64
-    return v - _U64 if v >= 1 << 63 else v
-
-
-def _lsr(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 bit patterns (torch's >> is arithmetic)."""
-    return (x >> k) & ((1 << (64 - k)) - 1)
-
-
-def counter_uniform(seed: int, n: int, device) -> torch.Tensor:
-    """The kernel's uniforms in [0, 1) for elements 0..n-1 (float32, multiples of 2^-24)."""
-    i = torch.arange(1, n + 1, dtype=torch.int64, device=device)
-    z = i * _signed(_GAMMA) + _signed(seed)  # int64 arithmetic wraps like uint64
-    z = (z ^ _lsr(z, 30)) * _signed(_C1)
-    z = (z ^ _lsr(z, 27)) * _signed(_C2)
-    z = z ^ _lsr(z, 31)
-    return _lsr(z, 40).to(torch.float32) * 2.0**-24
 
 
 def ternarize_pack_reference(

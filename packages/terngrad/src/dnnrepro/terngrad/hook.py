@@ -35,7 +35,7 @@ from torch import nn
 from dnnrepro.core.errors import ConfigError, DataError
 
 from .packing import CODECS
-from .ternarize import generator_for, layer_scaler, stream_seed, ternarize
+from .ternarize import layer_scaler, stream_seed, ternarize
 from .wire import (
     WIRES,
     Counter,
@@ -191,9 +191,7 @@ def terngrad_hook(state: TernGradState, bucket):  # no return annotation: DDP in
             ternarize(
                 flat[off : off + k],
                 scaler=scalers[i],
-                generator=generator_for(
-                    flat.device, stream_seed(state.seed, rank, state.step, name)
-                ),
+                seed=stream_seed(state.seed, rank, state.step, name),
                 check_finite=False,  # the whole bucket was checked above
             )[0]
             for i, (name, off, k) in enumerate(tern)

@@ -75,7 +75,7 @@ def worker_main(config: dict[str, Any], rank: int, out_path: str) -> None:
 
     from .hook import TernGradState, terngrad_hook
     from .packing import pack_trits, unpack_trits
-    from .ternarize import generator_for, ternarize
+    from .ternarize import ternarize
 
     torch.set_num_threads(1)
     world = config["workers"]
@@ -110,7 +110,7 @@ def worker_main(config: dict[str, Any], rank: int, out_path: str) -> None:
         s = float(2.5 * flat.std(correction=0))
 
         def codec(flat=flat, s=s):
-            t, _ = ternarize(flat, scaler=s, generator=generator_for("cpu", 1), check_finite=False)
+            t, _ = ternarize(flat, scaler=s, seed=1, check_finite=False)
             unpack_trits(pack_trits(t, "base3"), flat.numel(), "base3")
 
         codec_s = _median_time(codec, 3)

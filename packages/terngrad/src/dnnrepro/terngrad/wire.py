@@ -38,7 +38,7 @@ from .packing import (
     unpack_fields,
     unpack_trits,
 )
-from .ternarize import generator_for, stream_seed, ternarize
+from .ternarize import stream_seed, ternarize
 
 WIRES = ("int8", "fields", "a2a", "allgather", "a2a-reternarize")
 EXACT_WIRES = ("int8", "fields", "a2a", "allgather")
@@ -153,9 +153,10 @@ def reternarize_sum(
     ``sigma_layer`` holds the whole layer (zeros outside the caller's shard are fine: the stream is
     positional, so each element gets the same draw whichever rank owns it).
     """
-    gen = generator_for(sigma_layer.device, stream_seed(seed, RETERNARIZE_RANK, step, layer, 1))
     trits, _ = ternarize(
-        sigma_layer.to(torch.float32), scaler=torch.tensor(float(workers)), generator=gen
+        sigma_layer.to(torch.float32),
+        scaler=torch.tensor(float(workers)),
+        seed=stream_seed(seed, RETERNARIZE_RANK, step, layer, 1),
     )
     return trits
 

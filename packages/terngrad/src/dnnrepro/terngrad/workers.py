@@ -99,7 +99,7 @@ def check_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
 def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
     """Train args['model'] on args['dataset'] with total batch args['batch'] split over the ranks.
 
-    args: model ("lenet" | "mlp"), dataset, data_dir, epochs, max_steps, lr, momentum,
+    args: model ("lenet" | "mlp"), dataset, data_dir, steps (or epochs and max_steps), lr, momentum,
     weight_decay, seed, method ("fp32" | "terngrad"), hook options (clip_c, wire, codec,
     min_numel, exclude, scaler_sharing), checkpoint_dir. Rank 0 returns metrics; every rank
     returns its parameter digest and wire bytes.
@@ -129,19 +129,27 @@ def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
             scaler_sharing=args.get("scaler_sharing", True),
             seed=args["seed"],
         )
+    # a job gives steps (the schedule spans them) or epochs (optionally cut by max_steps)
+    length = (
+        {"steps": args["steps"]}
+        if args.get("steps")
+        else {"epochs": args.get("epochs", 1), "max_steps": args.get("max_steps")}
+    )
     config = train.TrainConfig(
-        epochs=args.get("epochs", 1),
+        **length,
         batch_size=args["batch"] // world,
         lr=args.get("lr", 0.01),
         momentum=args.get("momentum", 0.9),
         schedule=args.get("schedule", "constant"),
         power=args.get("power", 1.0),
         seed=args["seed"],
-        max_steps=args.get("max_steps"),
         progress=False,
     )
 
-    def decay(m: nn.Module) -> torch.Tensor:  # in the loss, as the authors' code: it is ternarized
+    # Weight decay as a loss penalty, not TrainConfig.weight_decay: fit adds the latter to the
+    # gradient after backward, i.e. after the DDP hook has already exchanged it. The authors put
+    # the decay in the loss, so it must reach the hook and be ternarized with the data gradient.
+    def decay(m: nn.Module) -> torch.Tensor:
         return 0.5 * wd * sum((p * p).sum() for p in m.parameters())
 
     t0 = time.perf_counter()
