@@ -22,8 +22,7 @@ _BLOCK = re.compile(r"^```(?:python|py)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 TIMEOUT_S = 180
 # READMEs whose examples are known not to run yet, with why. Strict xfail: once a README runs, its
 # test XPASSes and fails, so the entry must be removed in the same change that fixes it.
-KNOWN_BROKEN = {
-}
+KNOWN_BROKEN = {}
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
