@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from dnnrepro.core.paper import BenchOptions
 from dnnrepro.truenorth_learn.config import PROFILES
@@ -60,7 +61,25 @@ def test_quick_bench_entries(tmp_path):
     opts = BenchOptions(threads=1, quick=True, data_dir=None, out_dir=tmp_path)
     entries = bench(opts)
     names = [e["name"] for e in entries]
-    assert names == ["deploy-simulator-batched-vs-per-copy", "deploy-simulator-issue-budget"]
+    assert names == [
+        "deploy-simulator-batched-vs-per-copy",
+        "deploy-simulator-issue-budget",
+        "deploy-simulator-issue-budget-shared",
+    ]
     ratio = entries[0]
     assert ratio["low"] <= ratio["ratio"] <= ratio["high"] and ratio["repeats"] >= 7
-    assert entries[1]["seconds"] > 0
+    assert entries[1]["seconds"] > 0 and entries[2]["seconds"] > 0
+    assert "independent" in entries[1]["job"] and "shared" in entries[2]["job"]
+
+
+def test_per_copy_baseline_equals_the_batched_simulator():
+    from dnnrepro.truenorth_learn.bench import per_copy_loop
+    from dnnrepro.truenorth_learn.simulate import simulate_counts_torch
+    from dnnrepro.truenorth_learn.tea import build
+
+    model = build("digits-2core")
+    model.reset_parameters(0)
+    x = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    for inputs in ("independent", "shared"):
+        ref = simulate_counts_torch(model, x, 3, 2, 5, inputs=inputs)
+        assert torch.equal(per_copy_loop(model, x, 3, 2, 5, inputs=inputs), ref)

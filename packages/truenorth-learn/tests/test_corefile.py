@@ -29,14 +29,14 @@ def test_round_trip_gives_the_same_spikes(arch, shape, tmp_path):
     doc = export_cores(model, copies=3, seed=7, arch=arch)
     path = write_cores(tmp_path / "cores.json", doc)
     back = read_cores(path)
-    got = simulate_cores(back, x, ticks=2, seed=7)
-    ref = simulate_counts(model, x, 3, 2, seed=7, backend="torch")
+    got = simulate_cores(back, x, ticks=2, seed=7, inputs="shared")
+    ref = simulate_counts(model, x, 3, 2, seed=7, backend="torch", inputs="shared")
     assert torch.equal(got, ref)
     assert int(ref.sum()) > 0  # something spiked: the comparison is not vacuous
     ind = simulate_cores(back, x, ticks=2, seed=7, inputs="independent")
     assert torch.equal(ind, simulate_counts(model, x, 3, 2, 7, "torch", inputs="independent"))
     # another seed for the crossbars gives other spikes
-    other = simulate_cores(export_cores(model, copies=3, seed=8), x, ticks=2, seed=7)
+    other = simulate_cores(export_cores(model, copies=3, seed=8), x, 2, 7, inputs="shared")
     assert not torch.equal(other, ref)
 
 

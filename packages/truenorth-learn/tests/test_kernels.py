@@ -28,13 +28,14 @@ def test_gpu_case_references_run_on_cpu():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("inputs", ["independent", "shared"])
 @pytest.mark.parametrize("arch,shape", [("digits-2core", (1, 8, 8)), ("mnist-5core", (1, 28, 28))])
-def test_cuda_simulator_equals_torch_simulator(arch, shape):
+def test_cuda_simulator_equals_torch_simulator(arch, shape, inputs):
     model = build(arch)
     model.reset_parameters(0)
     x = torch.rand(37, *shape, generator=torch.Generator().manual_seed(1))
-    ref = simulate_counts(model, x, 5, 3, seed=11, backend="torch")
-    got = simulate_counts(model.cuda(), x.cuda(), 5, 3, seed=11, backend="cuda").cpu()
+    ref = simulate_counts(model, x, 5, 3, seed=11, backend="torch", inputs=inputs)
+    got = simulate_counts(model.cuda(), x.cuda(), 5, 3, 11, "cuda", inputs=inputs).cpu()
     assert torch.equal(ref, got)
 
 

@@ -143,9 +143,9 @@ def add_commands(sub) -> None:
     d.add_argument("--backend", default="auto", choices=BACKENDS)
     d.add_argument(
         "--inputs",
-        default="shared",
+        default="independent",
         choices=INPUTS,
-        help="one input spike source for every copy (shared) or one per copy (independent)",
+        help="one input spike source per copy (independent, default) or one for all (shared)",
     )
     d.add_argument("--data-dir", default=None)
     d.set_defaults(func=_deploy)

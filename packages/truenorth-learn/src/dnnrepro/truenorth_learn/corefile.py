@@ -29,9 +29,10 @@
 
 The synapse of axon i and neuron j adds ``weights[j][axon_types[i]]`` when its crossbar bit is 1
 and axon i spiked. Input spikes are not part of the chip: :func:`simulate_cores` samples them
-exactly as the in-memory simulator does (``simulate.sample_inputs``: one spike source per tick,
-shared by every copy), so a file exported with seed s and run with seed s gives the same spike
-counts as ``simulate_counts(model, x, copies, ticks, s)`` (tested).
+exactly as the in-memory simulator does (``simulate.sample_inputs``: by default one spike source
+per copy, or one shared by every copy with ``inputs="shared"``), so a file exported with seed s
+and run with seed s gives the same spike counts as ``simulate_counts(model, x, copies, ticks, s)``
+with the same ``inputs`` (tested).
 """
 
 from __future__ import annotations
@@ -217,11 +218,11 @@ def simulate_cores(
     ticks: int,
     seed: int = 0,
     n_offset: int = 0,
-    inputs: str = "shared",
+    inputs: str = "independent",
 ) -> torch.Tensor:
     """(copies, ticks, N, num_classes) int32 spike counts of the chip in ``doc`` on images ``x``
     (N, C, H, W) in [0, 1]; input spikes as ``simulate.sample_inputs`` with ``seed``, one source
-    shared by every copy (``inputs="shared"``) or one per copy (``"independent"``)."""
+    per copy (``inputs="independent"``, the default) or one shared by every copy (``"shared"``)."""
     check_cores(doc)
     if inputs not in ("shared", "independent"):
         raise ConfigError(f"inputs must be 'shared' or 'independent', not {inputs!r}")

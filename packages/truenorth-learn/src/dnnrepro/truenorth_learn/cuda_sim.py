@@ -53,20 +53,36 @@ def sample_crossbars_cuda(p: torch.Tensor, s: torch.Tensor, layer_id: int, copie
     return out
 
 
-def sample_inputs_cuda(x: torch.Tensor, ticks: int, seed: int, n_offset: int = 0) -> torch.Tensor:
-    """(ticks, N, P) uint8 input spikes for probabilities x (N, P) float32 on the GPU."""
+def sample_inputs_cuda(
+    x: torch.Tensor, ticks: int, seed: int, n_offset: int = 0, copies: int | None = None
+) -> torch.Tensor:
+    """Input spikes for probabilities x (N, P) float32 on the GPU, uint8.
+
+    ``copies=None``: one source shared by every copy, (ticks, N, P). ``copies=K``: every copy
+    draws its own spikes (key ``rng.input_copy_key``), (K * ticks, N, P) copy-major, i.e. row
+    ``k * ticks + t`` is tick t of copy k. The kernel is the same: it takes one key per output
+    slab, so K * ticks slabs with per-copy keys give the independent sources.
+    """
+    import cupy
+
     n, pix = x.shape
-    out = torch.empty(ticks, n, pix, dtype=torch.uint8, device=x.device)
-    keys = _keys(seed, [rng.input_stream(t) for t in range(ticks)])
+    if copies is None:
+        keys = _keys(seed, [rng.input_stream(t) for t in range(ticks)])
+        slabs = ticks
+    else:
+        host = [rng.input_copy_key(seed, t, k) for k in range(copies) for t in range(ticks)]
+        keys = cupy.asarray(np.array(host, dtype=np.uint32))
+        slabs = copies * ticks
+    out = torch.empty(slabs, n, pix, dtype=torch.uint8, device=x.device)
     kern = get_kernel(PKG, CU, "tn_sample_inputs")
     kern(
-        _grid1d(ticks * n * pix),
+        _grid1d(slabs * n * pix),
         (256,),
         (
             to_cupy(x.contiguous()),
             keys,
             to_cupy(out),
-            np.int32(ticks),
+            np.int32(slabs),
             np.int32(n),
             np.int32(pix),
             np.int64(n_offset),
@@ -114,8 +130,12 @@ def simulate_counts_cuda(
     seed: int,
     n_offset: int = 0,
     memory_mb: float = 1024.0,
+    inputs: str = "independent",
 ) -> torch.Tensor:
-    """(copies, ticks, N, num_classes) int32 counts on the GPU; see simulate_counts_torch."""
+    """(copies, ticks, N, num_classes) int32 counts on the GPU; see simulate_counts_torch
+    (``inputs``: "independent" input spike sources per copy, or one "shared" source)."""
+    if inputs not in ("shared", "independent"):
+        raise ConfigError(f"inputs must be 'shared' or 'independent', not {inputs!r}")
     device = torch.device("cuda")
     flat = check_run(model, x, copies, ticks, seed).to(device)
     stages = deployed_layers(model, device)
@@ -130,14 +150,17 @@ def simulate_counts_cuda(
     widths = [sum(la.shape[1] for la in st) for st in stages]
     onehot = torch.nn.functional.one_hot(model.class_of.to(device), model.num_classes).float()
     n = len(flat)
-    per_image = ticks * copies * max(widths) * 2 + ticks * flat.shape[1]
+    n_sources = 1 if inputs == "shared" else copies
+    per_image = ticks * copies * max(widths) * 2 + ticks * n_sources * flat.shape[1]
     rows = max(1, int(memory_mb * 2**20 // per_image))
     rows = min(rows, max(1, 65535 * TILE // ticks))  # grid.y of tn_spike_layer is at most 65535
     counts = torch.empty(copies, ticks, n, model.num_classes, dtype=torch.int32, device=device)
     for r0 in range(0, n, rows):
         xs = flat[r0 : r0 + rows]
         nr = len(xs)
-        h = sample_inputs_cuda(xs, ticks, seed, n_offset + r0).view(1, ticks * nr, -1)
+        per_copy = None if inputs == "shared" else copies
+        h = sample_inputs_cuda(xs, ticks, seed, n_offset + r0, per_copy)
+        h = h.view(n_sources, ticks * nr, -1)
         for st, ws, ss, ls, width in zip(stages, weights, srcs, leaks, widths, strict=True):
             out = torch.empty(copies, ticks * nr, width, dtype=torch.uint8, device=device)
             col0 = 0

@@ -55,16 +55,14 @@ def copies_curve(
     copies: int,
     seeds: list[int],
     backend: str = "auto",
-    inputs: str = "shared",
+    inputs: str = "independent",
 ):
     """Mean over simulator ``seeds`` of the k-copy accuracy at 1 tick, k in COPY_GRID <= copies
-    (``inputs``: shared or independent input spike sources, simulate.simulate_counts)."""
+    (``inputs``: independent or shared input spike sources, simulate.simulate_counts)."""
     x, y = data
     grid = [k for k in COPY_GRID if k <= copies]
     curves = []
     for seed in seeds:
-        if inputs != "shared":
-            backend = "torch"
         counts = simulate_counts(model, x, copies, 1, seed, backend, inputs=inputs).cpu()
         curves.append([ensemble_accuracy(counts, y, model.class_size.cpu(), k, 1) for k in grid])
     return _mean_curves(curves)

@@ -5,10 +5,11 @@ Deployment semantics (exactly what the CUDA kernel in kernels/deploy.cu computes
 - copy k of the network gets its own crossbar: bit_ij = [u < p_ij], u from stream
   ``synapse_stream(layer, k)`` at counter i*m + j; the synapse then adds the integer s_ij;
 - at tick t every input pixel n, q spikes iff u < x[n, q], u from stream ``input_stream(t)`` at
-  counter (n_offset + n) * P + q. By default (``inputs="shared"``) the same input spikes feed every
-  copy (one spike source fanned out by the host to all copies); with ``inputs="independent"``
-  copy k draws its own from key ``rng.input_copy_key(seed, t, k)`` (torch backend only). A pixel
-  read by two patch cores of one copy sends them the same spike;
+  counter (n_offset + n) * P + q. By default (``inputs="independent"``) copy k draws its own
+  spikes from key ``rng.input_copy_key(seed, t, k)`` (the chip when every copy receives its own
+  spike train); with ``inputs="shared"`` the same input spikes feed every copy (one spike source
+  fanned out by the host to all copies). A pixel read by two patch cores of one copy sends them
+  the same spike;
 - a neuron's potential is leak + sum of s_ij over connected axons that spiked; it spikes iff the
   potential is >= 1 (chip.THRESHOLD) and starts from 0 again next tick. Layers are evaluated in
   order within a tick (the chip pipelines them with one tick of delay per layer; counts over a
@@ -91,7 +92,7 @@ def simulate_counts_torch(
     seed: int,
     n_offset: int = 0,
     memory_mb: float = 96.0,
-    inputs: str = "shared",
+    inputs: str = "independent",
 ) -> torch.Tensor:
     """Output spike counts per class: (copies, ticks, N, num_classes) int32, plain torch.
 
@@ -132,12 +133,12 @@ def simulate_counts(
     seed: int = 0,
     backend: str = "auto",
     n_offset: int = 0,
-    inputs: str = "shared",
+    inputs: str = "independent",
 ) -> torch.Tensor:
     """(copies, ticks, N, num_classes) int32 spike counts; ``backend`` 'auto' uses CUDA if usable.
 
-    ``inputs``: "shared" (one input spike source fanned out to every copy) or "independent"
-    (every copy draws its own input spikes; torch backend only).
+    ``inputs``: "independent" (every copy draws its own input spikes; the default) or "shared"
+    (one input spike source fanned out to every copy). Both backends draw the same spikes.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -146,13 +147,11 @@ def simulate_counts(
     if backend == "auto":
         from dnnrepro.core.kernels import cuda_available
 
-        backend = "cuda" if cuda_available() and inputs == "shared" else "torch"
-    if backend == "cuda" and inputs != "shared":
-        raise ConfigError("the CUDA simulator draws shared input spikes only; use backend='torch'")
+        backend = "cuda" if cuda_available() else "torch"
     if backend == "cuda":
         from .cuda_sim import simulate_counts_cuda
 
-        return simulate_counts_cuda(model, x, copies, ticks, seed, n_offset=n_offset)
+        return simulate_counts_cuda(model, x, copies, ticks, seed, n_offset=n_offset, inputs=inputs)
     return simulate_counts_torch(model, x, copies, ticks, seed, n_offset=n_offset, inputs=inputs)
 
 
@@ -216,7 +215,7 @@ def deploy(
     ticks: int,
     seed: int = 0,
     backend: str = "auto",
-    inputs: str = "shared",
+    inputs: str = "independent",
 ) -> DeployResult:
     """Simulate ``copies`` sampled copies for ``ticks`` ticks on (images, labels); see module doc
     (``inputs``: "shared" or "independent" input spike sources, as in :func:`simulate_counts`).
@@ -237,7 +236,7 @@ def deploy(
     if backend == "auto":
         from dnnrepro.core.kernels import cuda_available
 
-        backend = "cuda" if cuda_available() and inputs == "shared" else "torch"
+        backend = "cuda" if cuda_available() else "torch"
     counts = simulate_counts(model, x, copies, ticks, seed, backend, inputs=inputs)
     total = counts.to(torch.int64).sum((0, 1))
     pred = ensemble_predictions(total, model.class_size)
