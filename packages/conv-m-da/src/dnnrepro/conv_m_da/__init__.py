@@ -14,7 +14,8 @@ table exists); see the README.
 
 __version__ = "0.2.0"
 
-from .adapt import METHODS, AdaptConfig, AdaptResult, adapt  # noqa: E402
+from .adapt import METHODS, SELECTIONS, AdaptConfig, AdaptResult, adapt  # noqa: E402
+from .backbones import ResNetBackbone, torchvision_resnet  # noqa: E402
 from .convm import ConvM  # noqa: E402
 from .losses import (  # noqa: E402
     DomainDiscriminator,
@@ -37,10 +38,18 @@ from .networks import (  # noqa: E402
     squeeze_net_like,
 )
 from .tasks import TASKS, load_task, resize  # noqa: E402
+from .validators import (  # noqa: E402
+    VALIDATORS,
+    information_maximization,
+    soft_neighborhood_density,
+    validator_score,
+)
 
 __all__ = [
     "METHODS",
+    "SELECTIONS",
     "TASKS",
+    "VALIDATORS",
     "AdaptConfig",
     "AdaptResult",
     "AdaptationNet",
@@ -51,6 +60,7 @@ __all__ = [
     "Fire",
     "GradientReversal",
     "Inception",
+    "ResNetBackbone",
     "adabn",
     "adapt",
     "build_network",
@@ -58,11 +68,15 @@ __all__ = [
     "conditional_map",
     "entropy_loss",
     "inception_like",
+    "information_maximization",
     "load_task",
     "macs",
     "mk_mmd",
     "resize",
     "reverse_gradient",
+    "soft_neighborhood_density",
     "squeeze_net_like",
+    "torchvision_resnet",
+    "validator_score",
     "warm_start_coeff",
 ]

@@ -29,7 +29,12 @@ methods; its weights (1, 1, 0.1) and feature layer (the bottleneck) are RECONSTR
 
 Target labels never reach training: ``target`` may be images or (images, labels) and labels are
 dropped on entry; ``target_test`` is only evaluated after training. Model selection without
-target labels: the LAST iterate is reported (no early stopping on any target signal).
+target labels: by default (``select="last"``) the LAST iterate is reported (no early stopping on
+any target signal). ``select="im"`` or ``"snd"`` scores the network every ``select_every`` steps
+(and at the last step) with an unsupervised validator (:mod:`dnnrepro.conv_m_da.validators`) on a
+fixed subset of the unlabelled target TRAINING images and returns the best-scoring checkpoint;
+scoring runs in eval mode and draws no random numbers, so the training trajectory is the same
+as with ``"last"``.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ from dnnrepro.core.train import Callback, TrainConfig, check_pair, evaluate, fit
 
 from .losses import DEFAULT_KERNEL_SCALES, ESTIMATORS
 from .method import AdaptationNet, AdaptationObjective, adabn
+from .validators import SND_TEMPERATURE, VALIDATORS, strided_subset, validator_score
 
 METHODS = ("source_only", "adabn", "dan", "dann", "cdan", "ours")
+SELECTIONS = ("last", *VALIDATORS)  # which checkpoint adapt returns
 # method -> (lambda_domain, lambda_mmd, lambda_entropy, residual, adversary, mmd estimator, decay)
 METHOD_SETTINGS = {
     "source_only": (0.0, 0.0, 0.0, False, "dann", "linear", False),
@@ -74,6 +81,11 @@ class AdaptConfig:
     from scratch the alignment terms cannot collapse the still-random features before the
     classifier has learned anything; it applies to every method alike. ``lr_decay``: DANN's
     lr / (1 + 10 p)^0.75 over progress p (replaces ``schedule``; the core's ``inv`` schedule).
+
+    Checkpoint selection without target labels (module doc): ``select`` is ``"last"`` (the last
+    iterate), ``"im"`` or ``"snd"`` (the best validator score, computed every ``select_every``
+    steps and at the last step on ``select_images`` evenly strided unlabelled target training
+    images; ``snd_temperature`` is SND's T).
     """
 
     method: str = "ours"
@@ -100,6 +112,10 @@ class AdaptConfig:
     grl_max_iters: int | None = None
     ramp_weights: bool = True
     checkpoint_every: int = 0
+    select: str = "last"
+    select_every: int = 50
+    select_images: int = 2000
+    snd_temperature: float = SND_TEMPERATURE
 
     def resolved(self) -> AdaptConfig:
         """Validated copy with the method's defaults filled in."""
@@ -145,6 +161,19 @@ class AdaptConfig:
             ),
             (bool(out.kernels) and all(k > 0 for k in out.kernels), "kernels must be positive"),
             (out.grl_max_iters is None or out.grl_max_iters >= 1, "grl_max_iters must be >= 1"),
+            (out.select in SELECTIONS, f"select must be one of {', '.join(SELECTIONS)}"),
+            (
+                isinstance(out.select_every, int) and out.select_every >= 1,
+                "select_every must be an integer >= 1",
+            ),
+            (
+                isinstance(out.select_images, int) and out.select_images >= 3,
+                "select_images must be an integer >= 3",
+            ),
+            (
+                math.isfinite(out.snd_temperature) and out.snd_temperature > 0,
+                "snd_temperature must be > 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -223,6 +252,60 @@ class TermMeans(Callback):
         self.count = int(state["count"])
 
 
+class ValidatorSelection(Callback):
+    """Keeps the checkpoint with the best unsupervised validator score (higher is better).
+
+    Scores ``images`` (unlabelled target images, (N, C, H, W)) after every ``every``-th step and
+    after step ``total``; ties keep the earlier checkpoint. Its state (the best weights as
+    tensors, the score history) is in fit's checkpoint, so a resumed run selects among every
+    step's scores, not only those this process computed.
+    """
+
+    def __init__(
+        self, validator: str, images: torch.Tensor, every: int, total: int, temperature: float
+    ):
+        self.validator, self.images = validator, images
+        self.every, self.total, self.temperature = every, total, temperature
+        self.scores: list[list[float]] = []  # [step, score]
+        self.best_step: int | None = None
+        self.best_score: float | None = None
+        self.best: dict[str, torch.Tensor] = {}
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        done = step + 1
+        if done % self.every and done != self.total:
+            return
+        score = validator_score(model, self.images, self.validator, temperature=self.temperature)
+        self.scores.append([done, score])
+        if self.best_score is None or score > self.best_score:
+            self.best_step, self.best_score = done, score
+            self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def summary(self) -> dict[str, Any]:
+        """``{"validator", "step", "score", "scores": [[step, score], ...]}`` (JSON-able)."""
+        return {
+            "validator": self.validator,
+            "step": self.best_step,
+            "score": self.best_score,
+            "scores": [list(s) for s in self.scores],
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "scores": [list(s) for s in self.scores],
+            "best_step": self.best_step,
+            "best_score": self.best_score,
+        }
+        state.update({f"best.{k}": v for k, v in self.best.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scores = [[int(a), float(b)] for a, b in state["scores"]]
+        self.best_step = None if state["best_step"] is None else int(state["best_step"])
+        self.best_score = None if state["best_score"] is None else float(state["best_score"])
+        self.best = {k[5:]: v for k, v in state.items() if k.startswith("best.")}
+
+
 @dataclass(kw_only=True)
 @dataclass
 class AdaptResult:
@@ -230,7 +313,9 @@ class AdaptResult:
 
     ``metrics``: source_test_accuracy / target_test_accuracy (fractions) when those sets were
     given; ``terms``: mean of each loss term over all steps of the run, resumed or not (nats /
-    MMD^2 units); ``steps``: optimizer steps taken (0 for adabn).
+    MMD^2 units); ``steps``: optimizer steps taken (0 for adabn); ``selection``: with
+    ``select="im"|"snd"``, the validator, the chosen step, its score and every scored step
+    (empty with ``select="last"``).
     """
 
     model: AdaptationNet
@@ -240,6 +325,7 @@ class AdaptResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_images(data: Any, what: str) -> torch.Tensor:
@@ -353,14 +439,29 @@ def adapt(
             x_t = batches(step, len(x)).to(x.device) if objective.uses_target else None
             return objective(m, x, y, x_t, step)
 
+        callbacks: list[Callback] = [terms]
+        selector = None
+        if config.select != "last":
+            # no callback with "last": checkpoints of runs without selection stay resumable
+            selector = ValidatorSelection(
+                config.select,
+                strided_subset(xt, config.select_images),
+                config.select_every,
+                config.steps,
+                config.snd_temperature,
+            )
+            callbacks.append(selector)
         trained = fit(
             net,
             (xs, ys),
             config.train_config(),
             loss_fn=loss_fn,
-            callbacks=[terms],
+            callbacks=callbacks,
             checkpoint_dir=checkpoint_dir,
         )
+        if selector is not None and selector.best:
+            net.load_state_dict(selector.best)
+            result.selection = selector.summary()
         result.terms, result.history = terms.means(), trained.history
         result.seconds, result.steps = trained.seconds, trained.steps
     if source_test is not None:

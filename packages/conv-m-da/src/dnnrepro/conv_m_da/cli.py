@@ -1,6 +1,7 @@
 """Extra commands: ``dnnrepro conv-m-da adapt ...`` and ``dnnrepro conv-m-da count``.
 
 dnnrepro conv-m-da adapt --task syndigits->mnist5k --method ours --net compact --seed 0
+dnnrepro conv-m-da adapt --task digits->mnist5k --method dann --select snd   # best SND checkpoint
 dnnrepro conv-m-da count
 """
 
@@ -13,7 +14,7 @@ import torch
 
 from dnnrepro.core.errors import ConfigError
 
-from .adapt import METHODS, AdaptConfig, adapt
+from .adapt import METHODS, SELECTIONS, AdaptConfig, adapt
 from .networks import ALEXNET_PARAMS, NETWORKS, build_network, macs
 from .tasks import IMAGE_SIZE, TASKS, load_task
 
@@ -40,6 +41,7 @@ def _adapt(args) -> int:
         lambda_domain=args.lambda_domain,
         lambda_mmd=args.lambda_mmd,
         lambda_entropy=args.lambda_entropy,
+        select=args.select,
     )
     torch.manual_seed(args.seed)
     model = build_network(args.net, 10, "small", task.source_train[0].shape[1])
@@ -53,12 +55,15 @@ def _adapt(args) -> int:
             "source_only",
             steps=args.pretrain,
             **common,
+            select="last",  # pre-training is source-only: no target signal picks its checkpoint
         )
         model, report["pretrain"] = pre.model, pre.metrics
     result = adapt(
         model, task.source_train, task.target_train[0], args.method, steps=args.steps, **common
     )
     report.update(result.metrics, terms=result.terms, steps=result.steps)
+    if result.selection:
+        report["selection"] = {k: v for k, v in result.selection.items() if k != "scores"}
     if args.save:
         checkpoint.save_weights(args.save, result.model, {"report": report})
         report["saved"] = str(args.save)
@@ -133,6 +138,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lambda-mmd", type=float, default=None)
     p.add_argument("--lambda-entropy", type=float, default=None)
     p.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    p.add_argument(
+        "--select",
+        default="last",
+        choices=list(SELECTIONS),
+        help="checkpoint returned: the last iterate, or the best by an unsupervised validator "
+        "(IM or SND on unlabelled target images)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--data-dir", default=None)

@@ -6,9 +6,13 @@ Protocol of one (task, network, seed) cell, the same for every method and profil
    for the paper's ImageNet initialization);
 2. from that network, run each method for ``steps`` more steps (AdaBN: no steps, the BatchNorm
    statistics of the pre-trained network are re-estimated on the target training images);
-3. report the target test accuracy of the LAST iterate. Model selection without target labels:
-   none, declared (no early stopping, no checkpoint picked on any target signal; every weight and
-   step count is fixed in this file before any run, so no knob is tuned).
+3. report the target test accuracy of the checkpoint chosen by ``Profile.select``: the LAST
+   iterate in every profile here (declared; no early stopping, no checkpoint picked on any target
+   signal; every weight and step count is fixed in this file before any run, so no knob is
+   tuned). ``select="im"`` or ``"snd"`` would pick each trained arm's checkpoint by an
+   unsupervised validator on the unlabelled target training images instead
+   (:mod:`dnnrepro.conv_m_da.validators`, scored every ``select_every`` steps); source-only
+   pre-training always keeps its last iterate.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ class Profile:
     many chunks of ``pretrain`` steps, until its source TRAINING accuracy reaches the compact
     net's (compression claims at equal source fit; 1: same steps, no matching).
     ``office``: also run the Office rows (needs the user's Office folders).
+    ``office_backbone``: the Office rows' network: ``"compact"`` (the paper-size Conv-M net,
+    ImageNet-initialized from ``<data dir>/conv-m-da/compact_imagenet`` when that checkpoint
+    exists) or a torchvision ResNet name (``"resnet50"``, ...; its ImageNet weights are read from
+    ``<data dir>/conv-m-da/<name>.pth`` or ``.safetensors``, which the user supplies: see
+    :mod:`dnnrepro.conv_m_da.backbones`).
+    ``select``: checkpoint of each trained arm: ``"last"`` (declared for every profile here),
+    ``"im"`` or ``"snd"`` (best unsupervised validator score every ``select_every`` steps; see
+    :class:`~dnnrepro.conv_m_da.adapt.AdaptConfig`).
     """
 
     name: str
@@ -64,6 +76,9 @@ class Profile:
     office_bottleneck: int = 256
     office_dropout: float = 0.5
     office_discriminator_hidden: int = 1024
+    office_backbone: str = "compact"
+    select: str = "last"
+    select_every: int = 50
 
 
 SMOKE = Profile(

@@ -30,6 +30,7 @@ from dnnrepro.core.train import evaluate
 
 from . import office
 from .adapt import AdaptConfig, AdaptResult, adapt
+from .backbones import read_state_dict, torchvision_resnet
 from .claims import NET_TASK, task_id
 from .config import ABLATIONS, PROFILES, Profile
 from .losses import mk_mmd
@@ -74,6 +75,7 @@ def run_cell(
     """
     task = load_task(task_name, ctx.load, profile.limit, size=profile.image_size)
     cfg = AdaptConfig(seed=seed, batch_size=profile.batch_size, checkpoint_every=CHECKPOINT_EVERY)
+    select = {"select": profile.select, "select_every": profile.select_every}
     torch.manual_seed(seed)
     net = build_network(kind, 10, "small", task.source_train[0].shape[1])
     work = f"{task_id(task_name)}-{kind}-seed{seed}"
@@ -120,9 +122,12 @@ def run_cell(
             checkpoint_dir=ctx.work(work, method),
             **common,
             **overrides,
+            **select,
         )
         results[method] = r
         out["methods"][method] = {**r.metrics, "terms": r.terms}
+        if r.selection:  # only with a validator: the stage values of select="last" are unchanged
+            out["methods"][method]["selection"] = r.selection
         ctx.log(f"{task_name} {kind} seed {seed} {method}: {r.metrics}")
     if pca and "ours" in results and profile.pca:
         n = profile.pca
@@ -217,6 +222,8 @@ def run_cells(ctx: RunContext, profile: Profile) -> dict[str, list[dict]]:
                 batch_size=profile.batch_size,
                 limit=profile.limit,
                 image_size=profile.image_size,
+                # a validator-selected run is another stage; "last" keeps the earlier keys
+                **({"select": profile.select} if profile.select != "last" else {}),
             )
             cells.setdefault(f"{task_name}|{kind}", []).append(value)
     return cells
@@ -320,8 +327,21 @@ def _network_claims(ctx: RunContext, profile: Profile, cells: dict[str, list[dic
     return nets
 
 
-def _office_network(ctx: RunContext, num_classes: int):
-    """The paper-size net, ImageNet-initialized from the user's file when present."""
+def _resnet_weights(ctx: RunContext, arch: str):
+    """``<data dir>/conv-m-da/<arch>.pth`` (or ``.safetensors``); DataError naming it if absent."""
+    folder = core_data.data_dir(ctx.data_dir) / "conv-m-da"
+    for suffix in (".pth", ".safetensors"):
+        if (folder / f"{arch}{suffix}").is_file():
+            return folder / f"{arch}{suffix}"
+    return read_state_dict(folder / f"{arch}.pth")  # raises the DataError that names the file
+
+
+def _office_network(ctx: RunContext, num_classes: int, backbone: str = "compact"):
+    """The Office rows' net: the paper-size Conv-M net (ImageNet-initialized from the user's file
+    when present) or a torchvision ResNet with the user's ImageNet weights."""
+    if backbone != "compact":
+        net = torchvision_resnet(backbone, _resnet_weights(ctx, backbone), num_classes=num_classes)
+        return net.to(core_device())
     net = compact_net(1000, "paper", 3)
     stem = core_data.data_dir(ctx.data_dir) / "conv-m-da" / "compact_imagenet"
     if checkpoint.exists(stem):
@@ -336,6 +356,8 @@ def office_rows(ctx: RunContext, profile: Profile) -> None:
     images are both the unlabelled training set and the test set; their labels are used only for
     the test accuracy). DataError naming the folder when a domain is missing."""
     root = core_data.data_dir(ctx.data_dir)
+    if profile.office_backbone != "compact":
+        _resnet_weights(ctx, profile.office_backbone)  # fail before loading any image
     for benchmark, (_, domains, _) in office.BENCHMARKS.items():
         for d in domains:
             path = office.domain_dir(root, benchmark, d)
@@ -350,6 +372,9 @@ def office_rows(ctx: RunContext, profile: Profile) -> None:
         if checkpoint.exists(weights)
         else "from scratch (no ImageNet weights supplied)"
     )
+    if profile.office_backbone != "compact":
+        where = _resnet_weights(ctx, profile.office_backbone)
+        init_note = f"torchvision {profile.office_backbone}, ImageNet weights from {where}"
     methods = profile.methods
     wins, rows = 0, {}
     for benchmark in office.BENCHMARKS:
@@ -365,7 +390,7 @@ def office_rows(ctx: RunContext, profile: Profile) -> None:
 
                 def cell(src=src, tgt=tgt, seed=seed, name=name, domains=domains, k=num_classes):
                     torch.manual_seed(seed)
-                    net = _office_network(ctx, k)
+                    net = _office_network(ctx, k, profile.office_backbone)
                     cfg = AdaptConfig(
                         seed=seed,
                         batch_size=profile.batch_size,
@@ -386,6 +411,7 @@ def office_rows(ctx: RunContext, profile: Profile) -> None:
                         r = adapt(
                             pre.model, domains[src], domains[tgt][0], m,
                             steps=profile.office_steps, checkpoint_dir=ctx.work(work, m), **kw,
+                            select=profile.select, select_every=profile.select_every,
                         )  # fmt: skip
                         out[m] = 100.0 * r.metrics["target_test_accuracy"]
                     return out
@@ -397,7 +423,8 @@ def office_rows(ctx: RunContext, profile: Profile) -> None:
             rows[name] = means
             wins += means["ours"] > max(means[m] for m in methods if m != "ours")
     ctx.record("office-state-of-the-art", wins)
-    ctx.note("office-state-of-the-art", f"Paper-size Conv-M net {init_note}.")
+    net_note = "Paper-size Conv-M net" if profile.office_backbone == "compact" else "Backbone:"
+    ctx.note("office-state-of-the-art", f"{net_note} {init_note}.")
     ctx.detail("office_target_accuracy_percent", rows)
 
 
