@@ -5,8 +5,9 @@
 - ``small`` (``dnnrepro forcereg reproduce --profile small``; ~4 min on 2 cores): LeNet on
   mnist5k from the pinned core baseline and the authors' CIFAR-10 "full" ConvNet on 2,000
   syndigits images, each continued with and without force (:class:`Setup`).
-- ``paper`` (``dnnrepro forcereg reproduce --profile paper --data-dir ../shared/data``; estimated
-  ~1 h on 2 idle cores for the default 5 seeds, see :data:`PAPER`): the authors' LeNet recipe on full MNIST,
+- ``paper`` (``dnnrepro forcereg reproduce --profile paper --data-dir ../shared/data``; about
+  50 min per seed on one thread, ~2.5 h for the default 3 seeds, see :data:`PAPER`): the
+  authors' LeNet recipe on full MNIST,
   every seed from scratch (:class:`ScratchRecipe`), the accuracy-vs-FLOPs curves, and the AlexNet
   conv-shape speed claim (:class:`SpeedSetup`). Resumable: every training run checkpoints and
   every seed is a stage.
@@ -231,12 +232,13 @@ SMALL = Profile(
 PAPER = Profile(
     name="paper",
     command="dnnrepro forcereg reproduce --profile paper --data-dir ../shared/data",
-    # Estimated, not measured: the machine this was written on ran at load 5-15 on 2 cores
-    # (a LeNet step took 0.3-0.5 s there). The pinned small run (193 s for ~19k LeNet-step
-    # equivalents) gives ~10 ms per LeNet step on an idle machine.
-    cost="estimated ~1 h on 2 idle cores for the default 5 seeds: per seed 3 x 10k training "
-    "steps and at most 30 x 1k fine-tuning steps of LeNet (equal ranks share one run), ~10 min "
-    "at ~10 ms per step; plus ~1 min of AlexNet-shape timing. The dry run "
+    # Measured (AMD EPYC, one torch thread, the other core busy with niced jobs): a LeNet
+    # training step of the authors' recipe (batch 64, full MNIST) takes ~54 ms, i.e. ~9 min per
+    # 10k-step arm. The earlier estimate (~10 ms per step, from the small profile) was 5x low.
+    cost="about 50 min per seed on one thread (measured ~54 ms per LeNet step): 3 arms x 10k "
+    "training steps (~27 min) and at most 30 x 1k fine-tuning steps (equal ranks share one run; "
+    "~25 min at most), plus ~1 min of AlexNet-shape timing; ~2.5 h for the default 3 seeds (the "
+    "issue's minimum, chosen for its 3-hour budget). The dry run "
     "(tests/test_paper.py::test_paper_profile_dry_run_on_full_mnist) runs every part for a few "
     "steps.",
     scratch=LENET_MNIST,
