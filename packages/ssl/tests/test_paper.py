@@ -5,9 +5,11 @@ import sys
 import pytest
 
 from dnnrepro.core.errors import DataError
-from dnnrepro.core.paper import reproduce, run_bench
+from dnnrepro.core.paper import reproduce, run_bench, run_folder
 from dnnrepro.core.results import NOT_RUN
+from dnnrepro.ssl import load_shrunk
 from dnnrepro.ssl.paper import CLAIMS, PAPER
+from dnnrepro.ssl.pruner_comparison import layer_widths
 
 
 def test_claims_are_declared_once_with_rules():
@@ -48,6 +50,13 @@ def test_smoke_reproduce_runs_every_row(tmp_path):
     assert "lenet3.network.batch1" in entries and "lenet3.structured_vs_csr" in entries
     assert entries["summary"]["error_increase_pp"] == rows["lenet3"][0]["error_increase_pp"]
     assert (tmp_path / "out" / "_smoke" / "ssl" / "smoke" / "error_vs_speedup.png").exists()
+    # the side by side (issue 16 item 6) pruned the other arms to SSL's own widths, seed by seed
+    models = run_folder(PAPER, "smoke", work_root=tmp_path / "runs") / "models"
+    arms = saved["details"]["comparison"]["lenet3"]
+    assert "magnitude" in arms
+    for seed, ssl in enumerate(rows["lenet3"]):
+        widths = layer_widths(load_shrunk(models / ssl["model"]))
+        assert all(arm[seed]["widths"] == widths for arm in arms.values())
 
 
 def test_paper_profile_without_full_data_is_one_clear_error(tmp_path):

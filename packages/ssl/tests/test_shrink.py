@@ -230,6 +230,40 @@ class TinyTorchvisionResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class ResNet18Like(nn.Module):
+    """torchvision's ``resnet18`` layout without torchvision (its PyPI wheels for torch 2.13 are
+    CUDA builds that do not import next to the CPU torch): 7x7/2 stem, shared ``self.relu``,
+    max pool, layer1-4 of two BasicBlocks (64, 128, 256, 512; 1x1 conv + BN ``downsample``),
+    ``AdaptiveAvgPool2d``, ``torch.flatten``, ``fc``; module names as in torchvision. Checked
+    against torchvision 0.28.0's resnet18: the same state_dict keys and shapes, and the same
+    outputs when loaded with its weights."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        widths, inplanes = (64, 128, 256, 512), 64
+        for i, planes in enumerate(widths, start=1):
+            stride = 1 if i == 1 else 2
+            down = None
+            if stride != 1 or inplanes != planes:
+                down = nn.Sequential(
+                    nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+                )
+            blocks = [BasicBlock(inplanes, planes, stride, down), BasicBlock(planes, planes)]
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+            inplanes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def _depth_groups_remove_torchvision_style_blocks(m: nn.Module, x: torch.Tensor) -> None:
     from dnnrepro.ssl import SSLRegularizer, residual_block_groups
 
@@ -257,6 +291,11 @@ def _depth_groups_remove_torchvision_style_blocks(m: nn.Module, x: torch.Tensor)
 
 def test_depth_groups_on_a_torchvision_style_resnet():
     _depth_groups_remove_torchvision_style_blocks(TinyTorchvisionResNet(), torch.rand(3, 1, 16, 16))
+
+
+@pytest.mark.slow
+def test_depth_groups_on_a_resnet18_layout():
+    _depth_groups_remove_torchvision_style_blocks(ResNet18Like(), torch.rand(2, 3, 64, 64))
 
 
 def test_depth_groups_on_torchvision_resnet18():
@@ -297,3 +336,12 @@ def test_torchvision_resnet18_coupled_channels():
         models.resnet18(num_classes=10), torch.rand(2, 3, 64, 64), readers
     )
     assert small.conv1.out_channels == 62
+
+
+@pytest.mark.slow
+def test_resnet18_layout_coupled_channels():
+    readers = [f"layer1.{i}.conv1" for i in range(2)] + ["layer2.0.conv1", "layer2.0.downsample.0"]
+    small = _coupled_channels_through_residual_adds(
+        ResNet18Like(), torch.rand(2, 3, 64, 64), readers
+    )
+    assert small.conv1.out_channels == 62 and small.layer1[1].conv2.out_channels == 62

@@ -15,14 +15,21 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from dnnrepro.core import baselines, checkpoint, device, models
+from dnnrepro.core import baselines, checkpoint, device, models, stats
+from dnnrepro.core.errors import ConfigError
 from dnnrepro.core.paper import RunContext
 from dnnrepro.core.sparsity import FixedMask, magnitude_prune
 from dnnrepro.core.train import evaluate, fit, seed_everything
 
-from .claims import PAPER_FRACTION
+from .claims import COMPARED, PAPER_FRACTION
 from .config import PROFILES, ROWS, Profile, Row
 from .figures import draw_figures
+from .pruner_comparison import (
+    INSTALL_HINT,
+    layer_widths,
+    prune_and_finetune,
+    torch_pruning_available,
+)
 from .recipe import SSLConfig, learn_structure
 from .report import sparsity_report
 from .serialize import load_shrunk, save_shrunk
@@ -179,7 +186,8 @@ def ssl_row(
     )
     sparse, dense = sparse.cpu(), dense.cpu()
     example = held[0][:16]
-    small = shrink(sparse, example)
+    kept: dict[str, list[int]] = {}
+    small = shrink(sparse, example, kept=kept)
     with torch.no_grad():
         gap = float((small(example) - sparse.eval()(example)).abs().max())
     save_shrunk(ctx.work("models") / tag, small, base=base, meta={"row": row.name})
@@ -205,6 +213,7 @@ def ssl_row(
         "layers": report,
         "removed_blocks": removed,
         "structure": structure_metric(row, report, removed),
+        "kept_filters": kept,  # original indices of the filters shrink kept, per pruned layer
     }
 
 
@@ -271,14 +280,142 @@ def run_unstructured(ctx: RunContext, prof: Profile, like: dict, seed: int) -> d
     return {"accuracy": acc, "error_increase_pp": 100 * (dense_acc - acc)}
 
 
+# --------------------------------------------------------------------------- side by side
+
+
+def compare_row(
+    ctx: RunContext, prof: Profile, row: Row, seed: int, ssl_res: dict, method: str
+) -> dict:
+    """One arm of issue 16's side by side: ``method`` (``groupnorm``, ``magnitude`` or the
+    ``ssl_selection`` diagnostic) pruned to the per-layer widths of ``row``'s shrunk SSL net of
+    ``seed``, from the same dense baseline, with SSL's sparse-phase length (groupnorm) and SSL's
+    fine-tune budget and data order."""
+    dense, _, data, held = baseline(ctx, prof, row, seed, "train")
+    widths = layer_widths(load_shrunk(ctx.work("models") / ssl_res["model"]))
+    cfg = _ssl_config(prof, row, ssl_res["strength"], tuning=False)
+    model, metrics = prune_and_finetune(
+        method,
+        dense,
+        data,
+        held,
+        widths,
+        example=held[0][:16],
+        finetune=cfg.finetune,
+        sparse=cfg.ssl,
+        seed=seed,
+        reg=prof.groupnorm_reg,
+        keep=ssl_res["kept_filters"],
+        checkpoint_dir=ctx.work("ssl", f"compare-{row.name}-{method}-s{seed}"),
+    )
+    dense = dense.cpu()
+    dense_acc = evaluate(dense, held)["accuracy"]
+    report = [
+        r.as_dict() for r in sparsity_report(model, tuple(held[0].shape[1:]), reference=dense)
+    ]
+    metrics.update(
+        dense_accuracy=dense_acc,
+        error_increase_pp=100 * (dense_acc - metrics["accuracy"]),
+        structure=structure_metric(row, report, []),
+        params=models.count_params(model),
+    )
+    return metrics
+
+
+def _interval_text(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.2f}%"
+    i = stats.t_interval(values)
+    return f"{i.mean:.2f}% [{i.low:.2f}, {i.high:.2f}]"
+
+
+def _record_comparison(ctx: RunContext, row: Row, ssl: list[dict], arms: dict) -> None:
+    """One value per seed for each ``<row>_ssl_vs_<method>`` claim, and a note that ranks the
+    methods by accuracy and shows where each one's accuracy goes (the issue's question whether
+    SSL's deficit comes from our schedule or from the method)."""
+    rivals = {m: rs for m, rs in arms.items() if m in COMPARED}  # ssl_selection: a diagnostic
+    for method, rs in rivals.items():
+        for s, r in zip(ssl, rs, strict=True):
+            ctx.record(f"{row.name}_ssl_vs_{method}", 100 * (s["shrunk_accuracy"] - r["accuracy"]))
+    acc = {"SSL": [100 * r["shrunk_accuracy"] for r in ssl]}
+    acc.update({COMPARED[m]: [100 * r["accuracy"] for r in rs] for m, rs in rivals.items()})
+    ranked = sorted(acc, key=lambda k: -statistics.fmean(acc[k]))
+    widths = ", ".join(f"{k} {v}" for k, v in arms[next(iter(arms))][0]["widths"].items())
+    n = len(ssl)
+    means = {k: statistics.fmean(v) for k, v in acc.items()}
+    tied = [k for k in ranked if means[k] == means[ranked[0]]]
+    ranking = (
+        f"Most accurate at {row.name}'s SSL widths (first seed: {widths}): "
+        f"{' and '.join(tied) + ' (tied)' if len(tied) > 1 else ranked[0]}. Test accuracy, mean "
+        + (f"over {n} seeds with 95% t-interval: " if n > 1 else "of one seed: ")
+        + "; ".join(f"{k} {_interval_text(acc[k])}" for k in ranked)
+        + ". Whether SSL's gap is beyond seed noise is the claim's paired interval."
+    )
+
+    def path(rs, keys):
+        return " -> ".join(f"{label} {100 * _mean(rs, k):.2f}%" for label, k in keys)
+
+    where = (
+        " Where the accuracy goes (means): SSL "
+        + path(
+            ssl,
+            [
+                ("dense", "dense_accuracy"),
+                ("after the SSL phase", "ssl_accuracy"),
+                ("after zeroing weak groups", "zeroed_accuracy"),
+                ("after the frozen fine-tune", "shrunk_accuracy"),
+            ],
+        )
+        + (
+            "; GroupNormPruner "
+            + path(
+                arms["groupnorm"],
+                [
+                    ("after sparse training", "sparse_accuracy"),
+                    ("after pruning", "pruned_accuracy"),
+                    ("after fine-tuning", "accuracy"),
+                ],
+            )
+            if "groupnorm" in arms
+            else ""
+        )
+        + (
+            "; L1 pruning "
+            + path(
+                arms["magnitude"],
+                [("after pruning", "pruned_accuracy"), ("after fine-tuning", "accuracy")],
+            )
+            if "magnitude" in arms
+            else ""
+        )
+        + (
+            "; SSL's own filters cut from the dense weights "
+            + path(
+                arms["ssl_selection"],
+                [("after pruning", "pruned_accuracy"), ("after fine-tuning", "accuracy")],
+            )
+            + " (as good as L1 pruning: SSL picks good filters and loses accuracy in its "
+            "sparse phase's weights, i.e. our schedule and lambda; as bad as SSL: the choice of "
+            "filters itself)"
+            if "ssl_selection" in arms
+            else ""
+        )
+        + "."
+    )
+    for method in rivals:
+        ctx.note(f"{row.name}_ssl_vs_{method}", ranking + where)
+
+
 # --------------------------------------------------------------------------- tuning
 
 
 def tune_row(ctx: RunContext, prof: Profile, row: Row) -> float:
     """lambda of ``row`` chosen by ``ctx.tune`` on the validation split with tuning seeds.
 
-    Objective: the row's structure closest to the paper's (FLOP fraction; for depth one block
-    removed, the paper's 20 -> 18 layers).
+    Objective: the row's structure closest to the paper's FLOP fraction; for depth, the smallest
+    lambda that removes at least one block (the paper's 20 -> 18 layers). Depth is not tuned
+    towards "exactly one block": with the proximal step the count jumps (digits, tuning seed 1000:
+    0, 0, 3, 5 blocks at lambda 0.25, 0.5, 1, 2), so "closest to 1" picked lambda 0.25, which
+    removes none, over lambda 1, which removes three.
     """
 
     def evaluate_candidate(strength: float, seed: int, split: str) -> float:
@@ -292,14 +429,19 @@ def tune_row(ctx: RunContext, prof: Profile, row: Row) -> float:
             f"tune {row.name} lambda {strength:g} seed {seed}: structure {res['structure']:.4f}, "
             f"{split} error {res['error_increase_pp']:+.2f} pp"
         )
+        if row.depth:  # 1: the paper's structure is reached (a block removed), else 0
+            return min(res["structure"], 1.0)
         return res["structure"]
 
-    target = 1.0 if row.net == "resnet" else row.target
+    # "max" breaks ties by the first candidate: the smallest lambda that removes a block
+    objective = "max" if row.depth else ("target", row.target)
+    if list(row.candidates) != sorted(row.candidates):
+        raise ConfigError(f"row {row.name}: lambda candidates must be in increasing order")
     record = ctx.tune(
         f"strength_{row.name}",
         list(row.candidates),
         evaluate_candidate,
-        objective=("target", target),
+        objective=objective,
         n_seeds=prof.tune_seeds,
     )
     return float(record.choice)
@@ -354,6 +496,14 @@ def run(ctx: RunContext) -> None:
     prof = PROFILES[ctx.profile]
     for name in {prof.lenet_data, prof.mlp_data, prof.resnet_data}:
         ctx.load(name, "train")  # missing full data: one DataError before any training
+    methods = [*COMPARED, "ssl_selection"]
+    if prof.compare_rows and not torch_pruning_available():
+        if ctx.profile != "smoke":  # a long run must not end without its side by side
+            raise ConfigError(
+                f"the {ctx.profile} profile compares with Torch-Pruning: {INSTALL_HINT}"
+            )
+        methods.remove("groupnorm")
+        ctx.log("torch-pruning is not installed: the smoke side by side runs without groupnorm")
     results: dict[str, list[dict]] = {}
     timings: dict[str, dict] = {}
     strengths: dict[str, float] = {}
@@ -404,7 +554,26 @@ def run(ctx: RunContext) -> None:
         f"magnitude pruning at the same per-layer density "
         f"{_mean(unstructured, 'error_increase_pp'):+.2f} pp.",
     )
+    comparison = {}
+    for name in prof.compare_rows:
+        arms = {
+            method: [
+                ctx.stage(
+                    f"compare-{name}-{method}-s{seed}",
+                    lambda m=method, s=seed, res=res, r=ROWS[name]: compare_row(
+                        ctx, prof, r, s, res, m
+                    ),
+                    strength=strengths[name],
+                    reg=prof.groupnorm_reg if method == "groupnorm" else None,
+                )
+                for seed, res in zip(ctx.seeds, results[name], strict=True)
+            ]
+            for method in methods
+        }
+        _record_comparison(ctx, ROWS[name], results[name], arms)
+        comparison[name] = arms
     ctx.note("resnet20_cifar_depth", "CIFAR-10 ResNet-20 is not run (CPU budget): see depth_*.")
+    ctx.detail("comparison", comparison)
     ctx.detail("rows", results)
     ctx.detail("speed", timings)
     ctx.detail("unstructured", unstructured)

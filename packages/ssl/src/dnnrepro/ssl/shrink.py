@@ -98,11 +98,15 @@ def check_supported(model: nn.Module) -> None:
             raise ConfigError(f"shrink: {name} uses padding_mode={m.padding_mode!r}; only zeros")
 
 
-def shrink(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
+def shrink(
+    model: nn.Module, example_input: torch.Tensor, *, kept: dict[str, list[int]] | None = None
+) -> nn.Module:
     """A smaller copy of ``model`` without its zero structures, equal to it in eval mode.
 
     ``example_input`` (B, C, H, W) or (B, F): any batch of the network's input shape; it is used to
-    trace shapes and the constant maps of removed filters.
+    trace shapes and the constant maps of removed filters. ``kept``: if given, filled with
+    {layer name: indices of the original filters (rows) it keeps} for every Conv2d/Linear whose
+    filters were removed (layers left whole are not listed).
     """
     if not torch.is_tensor(example_input):
         raise ConfigError("shrink: example_input must be a tensor shaped like the network input")
@@ -112,10 +116,11 @@ def shrink(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
         _remove_constant_blocks(model)
         chains = _find_chains(model)
         inputs = _reader_inputs(model, chains, example_input)
+        record = kept if kept is not None else {}
         for chain in chains:
-            _prune_chain(model, chain, inputs)
+            _prune_chain(model, chain, inputs, record)
         for stream in _find_streams(model):
-            _prune_stream(model, stream)
+            _prune_stream(model, stream, record)
         _gather_inputs(model)
     return model
 
@@ -314,7 +319,16 @@ def _reader_columns(weight: torch.Tensor, c: int, per: int) -> torch.Tensor:
     return weight[:, c * per : (c + 1) * per]
 
 
-def _prune_chain(model: nn.Module, chain: _Chain, inputs: dict[str, torch.Tensor]) -> None:
+def _record_kept(record: dict[str, list[int]], name: str, keep: torch.Tensor) -> None:
+    """Compose ``keep`` (over the layer's current rows) with what ``name`` kept before."""
+    now = torch.nonzero(keep).flatten().tolist()
+    before = record.get(name)
+    record[name] = now if before is None else [before[i] for i in now]
+
+
+def _prune_chain(
+    model: nn.Module, chain: _Chain, inputs: dict[str, torch.Tensor], record: dict
+) -> None:
     producer = model.get_submodule(chain.producer)
     w = producer.weight
     channels = w.shape[0]
@@ -360,6 +374,7 @@ def _prune_chain(model: nn.Module, chain: _Chain, inputs: dict[str, torch.Tensor
         _set_module(model, name, _resized_norm(model.get_submodule(name), keep))
     bias = producer.bias[keep] if producer.bias is not None else None
     _set_module(model, chain.producer, _resized(producer, w[keep], bias))
+    _record_kept(record, chain.producer, keep)
 
 
 # --------------------------------------------------------------------------- residual sums
@@ -493,7 +508,7 @@ def _sinks(node, stream, modules, calls, todo, flat) -> bool:
     return True
 
 
-def _prune_stream(model: nn.Module, stream: _Stream) -> None:
+def _prune_stream(model: nn.Module, stream: _Stream, record: dict) -> None:
     # a layer reached along two paths is listed twice: resize each once
     stream.producers = list(dict.fromkeys(stream.producers))
     stream.norms = list(dict.fromkeys(stream.norms))
@@ -528,6 +543,7 @@ def _prune_stream(model: nn.Module, stream: _Stream) -> None:
         p = model.get_submodule(name)
         bias = p.bias[keep] if p.bias is not None else None
         _set_module(model, name, _resized(p, p.weight[keep], bias))
+        _record_kept(record, name, keep)
 
 
 # --------------------------------------------------------------------------- shape fibres
