@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dnnrepro.core.errors import DnnreproError
-from dnnrepro.terngrad import EmulatorConfig, collective_bytes, emulate
+from dnnrepro.terngrad import DEFAULT_CODEC, EmulatorConfig, collective_bytes, emulate
 from dnnrepro.terngrad.launch import launch
 from dnnrepro.terngrad.workers import check_batch, check_model, check_worker, param_digest
 
@@ -81,7 +81,7 @@ def test_every_wire_is_exact_and_rank_identical(world):
         tern = [n for n, k in sizes.items() if not is_float_layer(options, n, k)]
         per_step = collective_bytes(
             options["wire"],
-            options.get("codec", "2bit"),
+            options.get("codec", DEFAULT_CODEC),
             sum(sizes[n] for n in tern),
             world,
             len(tern),

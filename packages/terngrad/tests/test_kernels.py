@@ -42,3 +42,42 @@ def test_kernels_match_references_on_gpu(codec):
     torch.testing.assert_close(
         mean, gpu.unpack_accumulate_reference(rows, g.numel(), 2, s / 2, codec), rtol=0, atol=0
     )
+
+
+def _bucket_case(device):
+    """A bucket of 5 layers (one excluded, one with scaler 0) and what the hook hands the kernel."""
+    from dnnrepro.terngrad.ternarize import stream_seed
+
+    gen = torch.Generator().manual_seed(3)
+    sizes = [1000, 7, 65_537, 12, 300_001]
+    flat = torch.randn(sum(sizes), generator=gen).to(device)
+    segments, off = [], 0
+    for j, k in enumerate(sizes):
+        if j != 3:  # layer 3 travels as float: the kernel skips it through the offsets
+            segments.append((off, k))
+        off += k
+    scalers = torch.stack([2.5 * flat[o : o + k].std(correction=0) for o, k in segments])
+    scalers[1] = 0.0  # an all-zero layer sends zeros
+    seeds = [stream_seed(5, 1, 2, f"layer{j}") for j in range(len(segments))]
+    return flat, segments, seeds, scalers
+
+
+def test_segments_reference_is_the_hooks_cpu_path():
+    flat, segments, seeds, scalers = _bucket_case("cpu")
+    want = torch.cat(
+        [
+            ternarize(flat[o : o + k], scaler=s, seed=sd)[0]
+            for (o, k), sd, s in zip(segments, seeds, scalers, strict=True)
+        ]
+    )
+    got = gpu.ternarize_segments_reference(flat, segments, seeds, scalers)
+    assert torch.equal(got, want)
+    assert not bool(got[segments[0][1] : segments[0][1] + 7].any())  # scaler 0: zeros
+
+
+@pytest.mark.gpu
+def test_segments_kernel_draws_the_cpu_trits_on_gpu():
+    flat, segments, seeds, scalers = _bucket_case("cuda")
+    got = gpu.ternarize_segments_cuda(flat, segments, seeds, scalers)
+    want = gpu.ternarize_segments_reference(flat.cpu(), segments, seeds, scalers.cpu())
+    assert torch.equal(got.cpu(), want)

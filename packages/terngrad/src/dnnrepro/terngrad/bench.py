@@ -206,6 +206,122 @@ def gpu_entries(numel: int = 100_000_000) -> list[dict]:
     return out
 
 
+def hook_bench_worker(rank: int, world: int, args: dict) -> list[dict]:
+    """One process of the DDP-hook benchmark (run by :func:`hook_entries` through ``launch``).
+
+    Every arm is its own DDP copy of the same model (``args['model']``: "lenet" with batch
+    ``args['batch']`` per rank, or "check", the tests' tiny MLP), trained by SGD on fixed random
+    data; a "step" is zero_grad + forward + backward (the hook's exchange) + optimizer step. All
+    ranks time the same arms in the same order (interleaved_ratio is deterministic without
+    max_seconds), so their collectives match; rank 0's measurements are returned.
+    """
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    from .hook import register
+    from .models import build_model
+    from .workers import check_model
+
+    batch, repeats = args.get("batch", 32), args.get("repeats", 9)
+    gen = torch.Generator().manual_seed(100 + rank)
+    if args.get("model", "lenet") == "lenet":
+        x = torch.randn(batch, 1, 28, 28, generator=gen)
+        y = torch.randint(0, 10, (batch,), generator=gen)
+
+        def make() -> nn.Module:
+            torch.manual_seed(0)
+            return build_model("lenet", (1, 28, 28))
+    else:
+        x, y = torch.randn(batch, 16, generator=gen), torch.randint(0, 4, (batch,), generator=gen)
+
+        def make() -> nn.Module:
+            return check_model(0)
+
+    def arm(kind: str):
+        ddp = nn.parallel.DistributedDataParallel(make())
+        if kind == "terngrad-async":
+            register(ddp, async_op=True)
+        elif kind == "terngrad-sync":
+            register(ddp, async_op=False)
+        elif kind == "powersgd-r4":
+            # PowerSGD rank 4 as in torch's docs; compression from the 3rd step on (warm-up below)
+            state = powerSGD_hook.PowerSGDState(
+                process_group=None, matrix_approximation_rank=4, start_powerSGD_iter=2
+            )
+            ddp.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+        elif kind == "fp16":
+            ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(ddp(x), y).backward()
+            opt.step()
+
+        for _ in range(3):  # DDP rebuilds its buckets after step 1; PowerSGD compresses from 2
+            step()
+        return step
+
+    kinds = ("default", "terngrad-async", "terngrad-sync", "powersgd-r4", "fp16")
+    steps = {k: arm(k) for k in kinds}
+    what = {
+        "default": "DDP default allreduce hook",
+        "terngrad-async": "TernGrad hook via register() (async, wire auto, base3)",
+        "terngrad-sync": "TernGrad hook via register(async_op=False)",
+        "powersgd-r4": "PowerSGD rank 4 (torch powerSGD_hook, start_powerSGD_iter=2)",
+        "fp16": "fp16_compress_hook",
+    }
+    model = args.get("model", "lenet")
+    where = (
+        f"{model}, batch {batch} per rank, {world} gloo processes on {args.get('link', 'loopback')}"
+    )
+    out = []
+
+    def measure(candidate: str, baseline: str, name: str, target: float | None, **extra):
+        m = interleaved_ratio(steps[candidate], steps[baseline], repeats=repeats, warmup=1)
+        dist.barrier()
+        out.append(
+            _cost_entry(
+                f"{name}, {where}",
+                m,
+                baseline=f"DDP step with {what[baseline]}",
+                candidate=f"DDP step with {what[candidate]}",
+                target=target,
+                overhead_ms=1000 * (m.candidate_s - m.baseline_s),
+                workers=world,
+                **extra,
+            )
+        )
+
+    # issue 18 item 6: the TernGrad overhead over the default hook is at most PowerSGD rank 4's.
+    # Both arms share the same default part, so this is TernGrad step <= PowerSGD step, timed in
+    # one interleaved run: cost = TernGrad / PowerSGD <= 1.
+    measure("terngrad-async", "powersgd-r4", "hook: TernGrad async vs PowerSGD rank 4", 1.0)
+    # issue 18 item 4: async vs sync (target 0.8 on a tc-limited link; loopback: informational)
+    measure(
+        "terngrad-async",
+        "terngrad-sync",
+        "hook: TernGrad async vs sync",
+        0.8 if args.get("link") else None,
+    )
+    for kind in ("terngrad-async", "terngrad-sync", "powersgd-r4", "fp16"):
+        measure(kind, "default", f"hook overhead: {kind} over the default allreduce", None)
+    return out if rank == 0 else []
+
+
+def hook_entries(
+    *, model: str = "lenet", batch: int = 32, repeats: int = 9, workers: int = 2
+) -> list[dict]:
+    """DDP step time of the TernGrad hook (async and sync), PowerSGD rank 4, fp16 compression and
+    the default allreduce hook, ``workers`` gloo processes on loopback (issue 18 items 4 and 6)."""
+    from .launch import launch
+
+    args = {"model": model, "batch": batch, "repeats": repeats}
+    return launch(hook_bench_worker, workers, args, timeout_s=1800)[0]
+
+
 def run_bench(opts) -> list[dict]:
     """``Paper.bench``: every entry above; ``opts.quick`` shrinks the shapes and repeats."""
     numel = 1_000_000 if opts.quick else 25_000_000
@@ -215,4 +331,5 @@ def run_bench(opts) -> list[dict]:
     for n in (2, 64) if opts.quick else (2, 8, 64):
         entries.append(emulator_entry(n, repeats))
     entries += gpu_entries(10_000_000 if opts.quick else 100_000_000)
+    entries += hook_entries(repeats=repeats)
     return entries

@@ -8,7 +8,7 @@ from dnnrepro.core.errors import ConfigError
 
 from .models import MODELS
 from .packing import CODECS
-from .wire import WIRES
+from .wire import DEFAULT_CODEC, DEFAULT_WIRE, WIRE_CHOICES, WIRES
 
 
 def add_commands(sub) -> None:
@@ -18,8 +18,8 @@ def add_commands(sub) -> None:
     t.add_argument("--dataset", default="mnist5k")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--method", default="terngrad", choices=("terngrad", "fp32"))
-    t.add_argument("--wire", default="a2a", choices=WIRES)
-    t.add_argument("--codec", default="base3", choices=CODECS)
+    t.add_argument("--wire", default=DEFAULT_WIRE, choices=WIRE_CHOICES)
+    t.add_argument("--codec", default=DEFAULT_CODEC, choices=CODECS)
     t.add_argument("--clip", type=float, default=2.5, help="clip factor c; 0 turns clipping off")
     t.add_argument("--no-scaler-sharing", action="store_true", help="only with --wire allgather")
     t.add_argument("--min-numel", type=int, default=0, help="smaller tensors travel as float")

@@ -24,7 +24,7 @@ from dnnrepro.core.train import Callback
 
 from .hook import decode_allgather
 from .ternarize import layer_scaler, stream_seed, ternarize, ternary_sum
-from .wire import WIRES, check_wire, decode_sum, reternarize_sum
+from .wire import DEFAULT_CODEC, DEFAULT_WIRE, WIRE_CHOICES, check_wire, decode_sum, reternarize_sum
 
 MAX_WORKERS = 64
 
@@ -38,16 +38,18 @@ class EmulatorConfig:
 
     clip_c: float | None = 2.5
     scaler_sharing: bool = True
-    wire: str = "a2a"
-    codec: str = "2bit"
+    wire: str = DEFAULT_WIRE
+    codec: str = DEFAULT_CODEC
     min_numel: int = 0
     exclude: tuple[str, ...] = ()
     seed: int = 0
     enabled: bool = True
 
     def __post_init__(self):
-        if self.wire not in WIRES:
-            raise ConfigError(f"unknown wire {self.wire!r}; choose one of {', '.join(WIRES)}")
+        if self.wire not in WIRE_CHOICES:
+            raise ConfigError(
+                f"unknown wire {self.wire!r}: set wire= to one of {', '.join(WIRE_CHOICES)}"
+            )
         self.exclude = tuple(self.exclude)
 
 
@@ -67,7 +69,7 @@ def emulate(
     workers = len(worker_grads)
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"emulate: 1..{MAX_WORKERS} workers, not {workers}")
-    check_wire(config.wire, config.codec, workers, config.scaler_sharing)
+    wire = check_wire(config.wire, config.codec, workers, config.scaler_sharing)  # "auto" resolved
     names = list(worker_grads[0])
     out: dict[str, torch.Tensor] = {}
     for name in names:
@@ -86,7 +88,7 @@ def emulate(
             raise DataError(f"emulate: NaN/Inf in the gradient of {name} at step {step}")
         shared = torch.stack(local).max()
         trits, sigma, nonzero = [], None, 0
-        if config.wire != "allgather" and config.scaler_sharing:  # one fused pass over N workers
+        if wire != "allgather" and config.scaler_sharing:  # one fused pass over N workers
             seeds = [stream_seed(config.seed, r, step, name) for r in range(workers)]
             flat = torch.stack([g.reshape(-1) for g in grads])
             sigma, nonzero = ternary_sum(flat, shared, seeds)
@@ -98,16 +100,16 @@ def emulate(
             s = shared if config.scaler_sharing else local[rank]
             t = ternarize(g.reshape(-1), scaler=s, seed=seed, check_finite=False)[0]
             nonzero += int(torch.count_nonzero(t))
-            if config.wire == "allgather":
+            if wire == "allgather":
                 trits.append(t)
             elif sigma is None:
                 sigma = t.to(torch.int16)  # |sigma| <= N <= 64: int16 is exact
             else:
                 sigma += t
-        if config.wire == "allgather":
+        if wire == "allgather":
             scalers = torch.stack(local) if not config.scaler_sharing else shared.expand(workers)
             mean = decode_allgather(trits, scalers, workers)
-        elif config.wire == "a2a-reternarize":
+        elif wire == "a2a-reternarize":
             t = reternarize_sum(sigma, workers, config.seed, step, name)
             mean = t.to(torch.float32) * shared
         else:

@@ -5,6 +5,8 @@
   seed + (i+1) * gamma), so no random tensor is ever stored.
 - :func:`unpack_accumulate_cuda`: unpack every rank's packed trits, sum them exactly and decode
   the mean gradient sigma * (s / N) in one pass.
+- :func:`ternarize_segments_cuda`: the DDP hook's GPU path: every ternarized layer of a bucket in
+  one launch (per-layer offsets, seeds, and the scalers as a device tensor), int8 trits out.
 
 :func:`ternarize_pack_reference` / :func:`unpack_accumulate_reference` compute the same results
 with torch integer ops on any device (the CPU test and tools/gpu_check.py compare against them).
@@ -49,6 +51,76 @@ def unpack_accumulate_reference(
     rows = packed.reshape(workers, -1)
     sigma = sum(unpack_trits(r, numel, codec).to(torch.int32) for r in rows)
     return sigma.to(torch.float32) * torch.tensor(scale, dtype=torch.float32, device=packed.device)
+
+
+def ternarize_segments_reference(
+    flat: torch.Tensor, segments: list[tuple[int, int]], seeds: list[int], scalers: torch.Tensor
+) -> torch.Tensor:
+    """Plain torch (any device): the int8 trits :func:`ternarize_segments_cuda` writes."""
+    parts = []
+    for (off, k), seed, s in zip(segments, seeds, scalers.to(torch.float32), strict=True):
+        g = flat[off : off + k].to(torch.float32)
+        if float(s) <= 0:
+            parts.append(torch.zeros(k, dtype=torch.int8, device=flat.device))
+            continue
+        thr = counter_uniform(seed, k, flat.device) * s
+        parts.append((thr < g).to(torch.int8) - (-thr > g).to(torch.int8))
+    if not parts:
+        return torch.zeros(0, dtype=torch.int8, device=flat.device)
+    return torch.cat(parts)
+
+
+def ternarize_segments_cuda(
+    flat: torch.Tensor,
+    segments: list[tuple[int, int]],
+    seeds: list[int],
+    scalers: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Trits of several layers of one CUDA float32 bucket in one launch, on the current stream.
+
+    ``segments``: (offset in ``flat``, numel) per layer; ``seeds``: each layer's stream seed
+    (``stream_seed(seed, rank, step, name)``); ``scalers``: (layers,) float32 on the GPU (no host
+    sync). Returns the layers' trits concatenated (sum of numel,) int8, bit-identical to the CPU
+    path of the hook (``ternarize(..., seed=...)`` per layer).
+    """
+    import cupy
+
+    from dnnrepro.core.kernels import get_kernel, to_cupy
+
+    if not flat.is_cuda or flat.dtype != torch.float32:
+        raise ConfigError("ternarize_segments_cuda needs a CUDA float32 bucket; use ternarize()")
+    if not (len(segments) == len(seeds) == scalers.numel()):
+        raise ConfigError("ternarize_segments_cuda: one (offset, numel), seed and scaler a layer")
+    lengths = [k for _, k in segments]
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    n = int(starts[-1])
+    if out is None:
+        out = torch.empty(n, dtype=torch.int8, device=flat.device)
+    if n == 0:
+        return out
+    stream = torch.cuda.current_stream(flat.device)
+    with cupy.cuda.Device(flat.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        tables = (
+            cupy.asarray(starts),
+            cupy.asarray(np.array([off for off, _ in segments], dtype=np.int64)),
+            cupy.asarray(np.array([sd % _U64 for sd in seeds], dtype=np.uint64)),
+        )
+        kernel = get_kernel(PACKAGE, CU_FILE, "ternarize_segments")
+        block = 256
+        grid = max(1, min(-(-n // block), 65535 * 8))
+        kernel(
+            (grid,),
+            (block,),
+            (
+                to_cupy(flat.contiguous()),
+                *tables,
+                to_cupy(scalers.to(torch.float32).contiguous()),
+                np.int32(len(segments)),
+                to_cupy(out),
+            ),
+        )
+    return out
 
 
 def _launch(name: str, n_threads: int, args) -> None:

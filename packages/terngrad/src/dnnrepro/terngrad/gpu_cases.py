@@ -111,4 +111,58 @@ UNPACK_ACCUMULATE = KernelCase(
     notes="target: >= 60% of the device-to-device copy bandwidth at 100M elements",
 )
 
-CASES = [TERNARIZE_PACK, UNPACK_ACCUMULATE]
+SIZES_SEG = [{"n": 1_000_003, "layers": 7}, {"n": 100_000_000, "layers": 16}]
+
+
+def _seg_inputs(size, device, generator):
+    """A bucket of ``layers`` layers of uneven sizes, every second gap one float layer."""
+    n, layers = size["n"], size["layers"]
+    cuts = torch.randint(1, n, (2 * layers - 1,), generator=generator).sort().values.tolist()
+    bounds = [0, *cuts, n]
+    segments = [(bounds[2 * j], bounds[2 * j + 1] - bounds[2 * j]) for j in range(layers)]
+    flat = torch.randn(n, generator=generator)
+    scalers = torch.stack([2.5 * flat[o : o + k].std(correction=0) for o, k in segments])
+    seeds = torch.randint(0, 2**62, (layers,), generator=generator).tolist()
+    return {
+        "flat": flat.to(device),
+        "segments": segments,
+        "seeds": seeds,
+        "scalers": scalers.to(device),
+    }
+
+
+def _seg_loop(inp):
+    return torch.cat(
+        [
+            ternarize(inp["flat"][o : o + k], scaler=s, seed=sd, check_finite=False)[0]
+            for (o, k), sd, s in zip(inp["segments"], inp["seeds"], inp["scalers"], strict=True)
+        ]
+    )
+
+
+TERNARIZE_SEGMENTS = KernelCase(
+    name="ternarize_segments",
+    cu_file="terngrad.cu",
+    sizes=SIZES_SEG,
+    make_inputs=_seg_inputs,
+    alloc_out=lambda inp: {
+        "trits": torch.empty(
+            sum(k for _, k in inp["segments"]), dtype=torch.int8, device=inp["flat"].device
+        )
+    },
+    run_kernel=lambda inp, out: gpu.ternarize_segments_cuda(
+        inp["flat"], inp["segments"], inp["seeds"], inp["scalers"], out=out["trits"]
+    ),
+    reference=lambda inp: {
+        "trits": gpu.ternarize_segments_reference(
+            inp["flat"], inp["segments"], inp["seeds"], inp["scalers"]
+        )
+    },
+    alternative=_seg_loop,
+    alternative_name="the hook's torch path: ternarize(seed=...) per layer",
+    bytes_moved=lambda inp: 5 * sum(k for _, k in inp["segments"]),
+    tolerance=1e-6,  # bit-exact: trits are integers
+    notes="the DDP hook's GPU path: one launch per bucket",
+)
+
+CASES = [TERNARIZE_PACK, UNPACK_ACCUMULATE, TERNARIZE_SEGMENTS]

@@ -69,7 +69,9 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _entry(fn, rank, world, addr, port, args, conn, collective_timeout_s, threads, parent_pid):
+def _entry(
+    fn, rank, world, addr, port, args, conn, collective_timeout_s, threads, parent_pid, backend
+):
     _die_with_parent(parent_pid)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -78,7 +80,7 @@ def _entry(fn, rank, world, addr, port, args, conn, collective_timeout_s, thread
     torch.set_num_threads(threads)
     try:
         dist.init_process_group(
-            "gloo",
+            backend,
             init_method=f"tcp://{addr}:{port}",
             rank=rank,
             world_size=world,
@@ -156,8 +158,11 @@ def launch(
     threads: int = 1,
     addr: str = "127.0.0.1",
     grace_s: float = 3.0,
+    backend: str = "gloo",
 ) -> list[Any]:
     """Run ``fn`` on ``workers`` gloo processes; returns the values of ranks 0..N-1 in order.
+
+    ``backend``: the process group's backend ("gloo"; "nccl" for the GPU check).
 
     Ends within about ``timeout_s + 2 * grace_s`` seconds whatever the workers do.
     """
@@ -175,7 +180,7 @@ def launch(
             for r in range(workers):
                 reader, writer = ctx.Pipe(duplex=False)
                 entry_args = (fn, r, workers, addr, port, args, writer)
-                entry_args += (collective_timeout_s, threads, os.getpid())
+                entry_args += (collective_timeout_s, threads, os.getpid(), backend)
                 p = ctx.Process(target=_entry, args=entry_args, daemon=True)
                 p.start()
                 writer.close()  # the child holds the only write end: EOF when it dies

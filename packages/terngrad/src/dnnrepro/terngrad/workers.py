@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .hook import TernGradState, terngrad_hook
+from .wire import DEFAULT_CODEC, DEFAULT_WIRE
 
 
 def check_model(seed: int = 0) -> nn.Module:
@@ -40,7 +41,7 @@ def param_digest(model: nn.Module) -> str:
     """sha256 over the raw bytes of every parameter (bit-identity across ranks)."""
     h = hashlib.sha256()
     for _, p in sorted(model.named_parameters()):
-        h.update(p.detach().contiguous().numpy().tobytes())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -48,40 +49,70 @@ def check_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
     """For each hook option set in ``args['configs']``: ``args['steps']`` SGD steps under DDP.
 
     Returns {config label: {"grads": [per step {name: list}], "digest", "wire_total", "wire_steps",
-    "skipped", "error"}}. A config's (or args') ``nan_rank`` puts NaN into that rank's input at step
+    "skipped", "buckets" (buckets of the last step), "error"}}. A config's (or args') ``nan_rank`` puts NaN into that rank's input at step
     0; a config with ``expect_error`` records the error its first failing step raises.
-    ``args['die_rank']`` makes that rank exit abruptly before its first step.
+    ``args['die_rank']`` makes that rank exit abruptly before its step ``args['die_step']``
+    (default 0: before the first step; later steps: the peers fail inside the hook's collectives,
+    with the dying rank's collectives of that step never issued). Further config keys
+    (not hook options): ``ddp`` (DistributedDataParallel keyword arguments, e.g. static_graph),
+    ``dtype`` ("bfloat16", "float16": the model's dtype), ``accumulate`` (k: k - 1 micro-batches
+    under ``no_sync()``, then one synced; micro-batch i of step t is ``check_batch(seed, rank,
+    t * k + i)``) and ``register`` (True: :func:`~dnnrepro.terngrad.hook.register` instead of
+    ``register_comm_hook``).
     """
     import torch.nn.functional as F
 
-    if args.get("die_rank") == rank:
+    from .hook import register
+
+    dying = args.get("die_rank") == rank
+    if dying and args.get("die_step", 0) == 0:
         os._exit(3)
     out = {}
     for label, options in args["configs"].items():
         options = dict(options)
         nan_rank = options.pop("nan_rank", args.get("nan_rank"))
         expect_error = options.pop("expect_error", False)
-        model = check_model(args.get("seed", 0))
+        ddp_options = options.pop("ddp", {})
+        dtype = getattr(torch, options.pop("dtype", "float32"))
+        accumulate = options.pop("accumulate", 1)
+        use_register = options.pop("register", False)
+        device = torch.device(options.pop("device", "cpu"))
+        if device.type == "cuda":
+            device = torch.device("cuda", rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+        model = check_model(args.get("seed", 0)).to(device=device, dtype=dtype)
         ddp = nn.parallel.DistributedDataParallel(
-            model, bucket_cap_mb=args.get("bucket_cap_mb", 25)
+            model, bucket_cap_mb=args.get("bucket_cap_mb", 25), **ddp_options
         )
-        state = TernGradState(model=model, **options)
-        ddp.register_comm_hook(state, terngrad_hook)
+        if use_register:
+            state = register(ddp, **options)
+        else:
+            state = TernGradState(model=model, **options)
+            ddp.register_comm_hook(state, terngrad_hook)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         grads, error = [], None
         for step in range(args.get("steps", 2)):
-            x, y = check_batch(args.get("seed", 0), rank, step)
-            if nan_rank == rank and step == 0:
-                x[0, 0] = float("nan")
+            if dying and step == args.get("die_step", 0):
+                os._exit(3)
             opt.zero_grad(set_to_none=True)
             try:
-                F.cross_entropy(ddp(x), y).backward()
+                for micro in range(accumulate):
+                    x, y = check_batch(args.get("seed", 0), rank, step * accumulate + micro)
+                    if nan_rank == rank and step == 0:
+                        x[0, 0] = float("nan")
+                    if micro < accumulate - 1:
+                        with ddp.no_sync():
+                            F.cross_entropy(ddp(x.to(device, dtype)), y.to(device)).backward()
+                    else:
+                        F.cross_entropy(ddp(x.to(device, dtype)), y.to(device)).backward()
             except Exception as exc:  # every rank fails at the same allreduced flag
                 if not expect_error:
                     raise
                 error = f"{type(exc).__name__}: {exc}"
                 break
-            grads.append({n: p.grad.reshape(-1).tolist() for n, p in model.named_parameters()})
+            grads.append(
+                {n: p.grad.float().cpu().reshape(-1).tolist() for n, p in model.named_parameters()}
+            )
             if state.step_ok():
                 opt.step()
         out[label] = {
@@ -90,6 +121,7 @@ def check_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
             "wire_total": dict(state.wire_stats["total"]),
             "wire_steps": list(state.wire_stats["steps"]),
             "skipped": state.skipped_steps,
+            "buckets": len(state.wire_stats["buckets"]),
             "error": error,
         }
         dist.barrier()
@@ -122,8 +154,8 @@ def train_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, Any]:
         state = TernGradState(
             model=model,
             clip_c=args.get("clip_c", 2.5),
-            wire=args.get("wire", "a2a"),
-            codec=args.get("codec", "2bit"),
+            wire=args.get("wire", DEFAULT_WIRE),
+            codec=args.get("codec", DEFAULT_CODEC),
             min_numel=args.get("min_numel", 0),
             exclude=tuple(args.get("exclude", ())),
             scaler_sharing=args.get("scaler_sharing", True),

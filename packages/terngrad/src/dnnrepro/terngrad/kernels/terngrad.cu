@@ -69,3 +69,28 @@ extern "C" __global__ void unpack_accumulate(const unsigned char* __restrict__ p
         out[i] = __fmul_rn((float)sigma, scale);
     }
 }
+
+// One thread per element of a whole bucket's ternarized layers (one launch per bucket). Element i
+// of the output belongs to segment l with starts[l] <= i < starts[l + 1] (starts has segments + 1
+// entries, starts[0] = 0); it reads grad[src[l] + k], k = i - starts[l], and draws element k of
+// stream seeds[l] with scaler scalers[l]. The scalers stay in device memory (the MAX-allreduced
+// vector): no host round trip. A scaler <= 0 gives zero trits, as ternarize() does.
+extern "C" __global__ void ternarize_segments(const float* __restrict__ grad,
+                                              const long long* __restrict__ starts,
+                                              const long long* __restrict__ src,
+                                              const unsigned long long* __restrict__ seeds,
+                                              const float* __restrict__ scalers, int segments,
+                                              signed char* __restrict__ out) {
+    long long n = starts[segments];
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        int lo = 0, hi = segments - 1;  // the last segment starting at or before i
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >> 1;
+            if (starts[mid] <= i) lo = mid; else hi = mid - 1;
+        }
+        long long k = i - starts[lo];
+        float s = scalers[lo];
+        out[i] = (signed char)(s > 0.0f ? trit_of(grad[src[lo] + k], s, seeds[lo], k) : 0);
+    }
+}

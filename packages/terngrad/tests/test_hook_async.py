@@ -1,0 +1,167 @@
+"""The asynchronous hook on real gloo DDP: bit-identical to the synchronous hook on every wire and to
+the emulator; bf16/fp16 buckets, no_sync(), static_graph, gradient_as_bucket_view, register();
+bounded failure when a rank dies mid-run."""
+
+import time
+
+import pytest
+import torch
+
+from dnnrepro.core.errors import DnnreproError
+from dnnrepro.terngrad import EmulatorConfig, emulate
+from dnnrepro.terngrad.launch import launch
+from dnnrepro.terngrad.workers import check_batch, check_model, check_worker, param_digest
+
+pytestmark = pytest.mark.slow
+
+BUCKET_MB = 0.0001  # splits check_model's 256 parameters into 2 buckets: the chain is exercised
+STEPS = 3
+WIRES = {
+    "int8": {"wire": "int8"},
+    "fields": {"wire": "fields"},
+    "a2a-2bit": {"wire": "a2a", "codec": "2bit"},
+    "a2a-base3": {"wire": "a2a", "codec": "base3", "clip_c": None},
+    "allgather": {"wire": "allgather", "codec": "base3"},
+    "allgather-noshare": {"wire": "allgather", "scaler_sharing": False},
+    "a2a-reternarize": {"wire": "a2a-reternarize"},
+    "auto": {},
+    "a2a-excl": {"wire": "a2a", "min_numel": 13, "exclude": ("fc2.weight",)},
+}
+HOOK_KEYS = ("clip_c", "scaler_sharing", "wire", "codec", "min_numel", "exclude", "seed")
+
+
+def emulated_run(world, options, steps=STEPS):
+    """The same steps in one process with the emulator (model dtype and no_sync accumulation as
+    in check_worker); returns (grads per step as float32, parameter digest)."""
+    config = EmulatorConfig(**{k: v for k, v in options.items() if k in HOOK_KEYS})
+    dtype = getattr(torch, options.get("dtype", "float32"))
+    accumulate = options.get("accumulate", 1)
+    model = check_model(0).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = []
+    for step in range(steps):
+        per_worker = []
+        for rank in range(world):
+            model.zero_grad(set_to_none=True)
+            for micro in range(accumulate):  # autograd accumulates in p.grad, as under no_sync()
+                x, y = check_batch(0, rank, step * accumulate + micro)
+                torch.nn.functional.cross_entropy(model(x.to(dtype)), y).backward()
+            per_worker.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        mean = emulate(per_worker, config, step)
+        for n, p in model.named_parameters():
+            p.grad = mean[n].to(dtype)  # the hook decodes in float32 into the bucket's dtype
+        out.append({n: p.grad.float().reshape(-1) for n, p in model.named_parameters()})
+        opt.step()
+    return out, param_digest(model)
+
+
+def test_async_equals_sync_bit_for_bit_on_every_wire():
+    configs = {}
+    for label, options in WIRES.items():
+        configs[f"{label}/async"] = {**options, "async_op": True}
+        configs[f"{label}/sync"] = {**options, "async_op": False}
+    args = {"configs": configs, "steps": STEPS, "bucket_cap_mb": BUCKET_MB}
+    results = launch(check_worker, 2, args, timeout_s=400)
+    for label, options in WIRES.items():
+        a = [r[f"{label}/async"] for r in results]
+        s = [r[f"{label}/sync"] for r in results]
+        assert all(r["buckets"] == 2 for r in a + s), label  # two buckets chained per step
+        for ra, rs in zip(a, s, strict=True):
+            assert ra["grads"] == rs["grads"], f"{label}: async and sync hooks differ"
+            assert ra["digest"] == rs["digest"], label
+            assert ra["wire_steps"] == rs["wire_steps"], label
+        assert len({r["digest"] for r in a}) == 1, f"{label}: ranks differ"
+        expected, digest = emulated_run(2, options)
+        for step in range(STEPS):
+            for name, want in expected[step].items():
+                got = torch.tensor(a[0]["grads"][step][name])
+                assert torch.equal(got, want), f"{label} step {step} {name}"
+        assert a[0]["digest"] == digest, label  # N = 2: float sums are order-free, all exact
+
+
+REAL_JOB = {
+    "bf16": {"dtype": "bfloat16", "register": True, "wire": "a2a"},
+    "fp16": {"dtype": "float16", "register": True},
+    "no_sync": {"accumulate": 3, "register": True, "wire": "fields"},
+    "static_graph": {"ddp": {"static_graph": True}, "register": True},
+    "bucket_view": {"ddp": {"gradient_as_bucket_view": True}, "register": True, "wire": "a2a"},
+    "find_unused": {"ddp": {"find_unused_parameters": True}, "register": True, "wire": "a2a"},
+    "excluded": {"register": True, "min_numel": 13, "exclude": ("fc2.weight",), "wire": "a2a"},
+    "hook_only_bucket_view": {"ddp": {"gradient_as_bucket_view": True}, "wire": "int8"},
+}
+
+
+def test_real_job_options_match_the_emulator_bit_for_bit():
+    args = {"configs": REAL_JOB, "steps": STEPS, "bucket_cap_mb": BUCKET_MB}
+    results = launch(check_worker, 2, args, timeout_s=400)
+    for label, options in REAL_JOB.items():
+        runs = [r[label] for r in results]
+        assert len({r["digest"] for r in runs}) == 1, f"{label}: ranks differ"
+        assert all(len(r["grads"]) == STEPS and r["error"] is None for r in runs), label
+        expected, digest = emulated_run(2, options)
+        for step in range(STEPS):
+            for name, want in expected[step].items():
+                got = torch.tensor(runs[0]["grads"][step][name])
+                assert torch.equal(got, want), f"{label} step {step} {name}"
+        assert runs[0]["digest"] == digest, label
+        # the hook counts synced steps only: no_sync micro-batches draw no random streams
+        assert len(runs[0]["wire_steps"]) == STEPS, label
+
+
+def test_a_rank_dying_mid_run_fails_the_survivor_inside_the_hook_in_bounded_time():
+    t0 = time.monotonic()
+    args = {
+        "configs": {"a2a": {"register": True, "wire": "a2a"}},
+        "die_rank": 1,
+        "die_step": 2,  # after DDP rebuilt its buckets: the survivor is inside the hook's chain
+        "steps": 4,
+        "bucket_cap_mb": BUCKET_MB,
+    }
+    with pytest.raises(DnnreproError) as info:
+        launch(check_worker, 2, args, timeout_s=120, collective_timeout_s=20, grace_s=15)
+    message = str(info.value)
+    assert "rank 1: process died with exit code 3" in message
+    # rank 0 reports its own error (the failed collective, raised out of backward by DDP), not
+    # "stopped after rank 1 failed": the async chain passes the failure on instead of hanging
+    rank0 = message.split("rank 0: ", 1)[1].split("; rank 1", 1)[0]
+    assert "stopped after" not in rank0 and "no result within" not in rank0, rank0
+    assert time.monotonic() - t0 < 120
+
+
+def returned_pending_worker(rank, world, args):
+    """Whether each hook call's Future was done when the hook returned, per mode. Rank 1 starts
+    every backward 1 s late, so rank 0's collectives cannot finish while its hook runs."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from dnnrepro.terngrad import TernGradState, terngrad_hook
+
+    out = {}
+    for mode in (True, False):
+        model = check_model(0)
+        ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=BUCKET_MB)
+        done_at_return = []
+
+        def hook(state, bucket, done_at_return=done_at_return):
+            fut = terngrad_hook(state, bucket)
+            done_at_return.append(fut.done())
+            return fut
+
+        ddp.register_comm_hook(TernGradState(model=model, async_op=mode), hook)
+        for step in range(STEPS):
+            x, y = check_batch(0, rank, step)
+            loss = F.cross_entropy(ddp(x), y)
+            if rank == 1:
+                time.sleep(1.0)
+            loss.backward()
+        out["async" if mode else "sync"] = done_at_return
+    return out
+
+
+def test_the_async_hook_returns_before_its_bucket_is_exchanged():
+    r0, r1 = launch(returned_pending_worker, 2, None, timeout_s=180)
+    calls = len(r0["sync"])  # DDP's first step has one bucket, later steps two
+    assert calls == 2 * STEPS - 1 and all(r0["sync"]) and all(r1["sync"])  # waited in the hook
+    # async: rank 0's hook hands back a pending Future for every bucket (its peer is still in
+    # forward), and backward goes on meanwhile
+    assert len(r0["async"]) == calls and not any(r0["async"]), r0["async"]
