@@ -134,3 +134,67 @@ def test_kernel_leaves_torch_thread_count_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "1"
+
+
+def _geometries_by_tile_width(max_nv):
+    """{nv: (hw, kernel, padding)} covering every tile width of the unit-stride kernel."""
+    from dnnrepro.holistic_sparsecnn import cpu_kernel
+
+    found = {}
+    for hw in range(1, 48):
+        for kernel, pad in ((1, 0), (3, 1), (3, 0)):
+            hout = hw + 2 * pad - kernel + 1
+            if hout >= 1:
+                found.setdefault(cpu_kernel.plan(hout, hout, hw + pad)[0], (hw, kernel, pad))
+        if len(found) == max_nv:
+            break
+    return found
+
+
+def test_unit_stride_every_tile_width_and_channel_blocks(monkeypatch):
+    """Every register-tile width (1..MAXNV vectors), the zero tail read past the run, and
+    input-channel blocks smaller than the channel count (the L1 blocking) give F.conv2d."""
+    from dnnrepro.holistic_sparsecnn import cpu_kernel
+
+    geometries = _geometries_by_tile_width(cpu_kernel.MAXNV)
+    assert sorted(geometries) == list(range(1, cpu_kernel.MAXNV + 1))
+    g = torch.Generator().manual_seed(7)
+    monkeypatch.setattr(cpu_kernel, "MIN_BLOCK_NNZ", 1)  # let the slab size set the blocks
+    for nv, (hw, kernel, pad) in sorted(geometries.items()):
+        # three input channels per block (shared_pad: (H+2p)*(W+p)+p floats per channel),
+        # so 7 channels make blocks of 3, 3 and 1
+        monkeypatch.setattr(cpu_kernel, "L1_BYTES", 3 * 4 * ((hw + 2 * pad) * (hw + pad) + pad))
+        inp = torch.randn(2, 7, hw, hw, generator=g)
+        weight = _sparse((5, 7, kernel, kernel), 0.4, g)
+        bias = torch.randn(5, generator=g)
+        out = direct_sparse_conv2d(inp, weight, bias, 1, pad)
+        ref = F.conv2d(inp, weight, bias, 1, pad)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4, msg=f"tile width {nv}")
+
+
+def test_block_pointers_partition_each_row():
+    from dnnrepro.holistic_sparsecnn import cpu_kernel
+
+    g = torch.Generator().manual_seed(8)
+    csr = to_csr(_sparse((6, 10, 3, 3), 0.3, g), (10, 5, 5), 1)
+    bp = cpu_kernel.block_pointers(csr.rowptr, csr.kidx, 9, 4, 3)  # channel blocks 0-3, 4-7, 8-9
+    assert bp.shape == (6, 4)
+    np.testing.assert_array_equal(bp[:, 0], csr.rowptr[:-1])
+    np.testing.assert_array_equal(bp[:, -1], csr.rowptr[1:])
+    for n in range(6):
+        for k in range(3):
+            channels = csr.kidx[bp[n, k] : bp[n, k + 1]] // 9
+            assert ((channels >= 4 * k) & (channels < 4 * (k + 1))).all()
+
+
+def test_shared_pad_layout():
+    """One pad column between rows (pitch W + pad_w) and the documented pixel positions."""
+    from dnnrepro.holistic_sparsecnn import cpu_kernel
+
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5) + 1
+    buf, ws, chan = cpu_kernel.shared_pad(x, (2, 1), tail=7)
+    assert (ws, chan) == (6, (4 + 4) * 6 + 1)
+    assert buf.shape == (2, 3 * chan + 7)
+    b, c, i, j = 1, 2, 3, 4
+    assert buf[b, c * chan + (i + 2) * ws + 1 + j] == x[b, c, i, j]
+    assert np.count_nonzero(buf) == x.size  # everything else is padding

@@ -94,15 +94,12 @@ def direct_sparse_conv2d(
     n_out = csr.weight_shape[0]
     batch = input.shape[0]
     with torch.no_grad():
-        xpad = _pad_flat(input.detach(), csr.padding).numpy()
+        x = input.detach().contiguous().numpy()
         out = torch.empty((batch, n_out, hout, wout), dtype=torch.float32)
         b = bias.detach().contiguous().numpy() if bias is not None else np.zeros(n_out, np.float32)
         torch_threads = torch.get_num_threads()
         cpu_kernel.set_threads(torch_threads)
-        wp = csr.padded_hw[1]
-        cpu_kernel.run(
-            xpad, csr.rowptr, csr.colidx, csr.values, b, out.numpy(), hout, wout, wp, stride, relu
-        )
+        cpu_kernel.run(x, csr, b, out.numpy(), hout, wout, stride, relu)
         # numba's OpenMP pool, when it starts, resets the process's OpenMP thread count to its
         # own pool size, which is also torch's: put torch's back (else a dense baseline timed
         # after the first sparse call silently runs on more threads than asked for)
