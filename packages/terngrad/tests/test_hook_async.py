@@ -10,7 +10,13 @@ import torch
 from dnnrepro.core.errors import DnnreproError
 from dnnrepro.terngrad import EmulatorConfig, emulate
 from dnnrepro.terngrad.launch import launch
-from dnnrepro.terngrad.workers import check_batch, check_model, check_worker, param_digest
+from dnnrepro.terngrad.workers import (
+    check_batch,
+    check_model,
+    check_worker,
+    hook_return_worker,
+    param_digest,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -128,38 +134,9 @@ def test_a_rank_dying_mid_run_fails_the_survivor_inside_the_hook_in_bounded_time
     assert time.monotonic() - t0 < 120
 
 
-def returned_pending_worker(rank, world, args):
-    """Whether each hook call's Future was done when the hook returned, per mode. Rank 1 starts
-    every backward 1 s late, so rank 0's collectives cannot finish while its hook runs."""
-    import torch.nn.functional as F
-    from torch import nn
-
-    from dnnrepro.terngrad import TernGradState, terngrad_hook
-
-    out = {}
-    for mode in (True, False):
-        model = check_model(0)
-        ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=BUCKET_MB)
-        done_at_return = []
-
-        def hook(state, bucket, done_at_return=done_at_return):
-            fut = terngrad_hook(state, bucket)
-            done_at_return.append(fut.done())
-            return fut
-
-        ddp.register_comm_hook(TernGradState(model=model, async_op=mode), hook)
-        for step in range(STEPS):
-            x, y = check_batch(0, rank, step)
-            loss = F.cross_entropy(ddp(x), y)
-            if rank == 1:
-                time.sleep(1.0)
-            loss.backward()
-        out["async" if mode else "sync"] = done_at_return
-    return out
-
-
 def test_the_async_hook_returns_before_its_bucket_is_exchanged():
-    r0, r1 = launch(returned_pending_worker, 2, None, timeout_s=180)
+    args = {"steps": STEPS, "bucket_cap_mb": BUCKET_MB, "delay_s": 1.0}
+    r0, r1 = launch(hook_return_worker, 2, args, timeout_s=180)
     calls = len(r0["sync"])  # DDP's first step has one bucket, later steps two
     assert calls == 2 * STEPS - 1 and all(r0["sync"]) and all(r1["sync"])  # waited in the hook
     # async: rank 0's hook hands back a pending Future for every bucket (its peer is still in

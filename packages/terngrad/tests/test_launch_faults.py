@@ -126,8 +126,14 @@ def test_a_stopped_rank_ends_the_run_and_is_reaped(tmp_path):
     assert not any(_alive(p) for p in pids)  # the stopped rank was killed, nothing waits on it
 
 
+# The launcher starts as a terminal would start it: SIGINT unblocked and default-handled, whatever
+# mask or disposition the pytest process happens to pass on (in one full-suite CI run both
+# Ctrl-C tests timed out while they pass alone and in the package's own run: something earlier
+# in that process left SIGINT blocked or ignored for its children).
 LAUNCHER = (
-    "import sys\n"
+    "import signal, sys\n"
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "from dnnrepro.terngrad.launch import launch\n"
     "from dnnrepro.terngrad.workers import probe_worker\n"
     "try:\n"

@@ -238,3 +238,35 @@ def probe_worker(rank: int, world: int, args: dict[str, Any]) -> int:
         total += step
         time.sleep(0.05)
     return int(total.item())
+
+
+def hook_return_worker(rank: int, world: int, args: dict[str, Any]) -> dict[str, list[bool]]:
+    """For the asynchronous hook's test: whether each hook call's Future was already done when
+    the hook returned, with ``async_op`` on ("async") and off ("sync"). Rank 1 sleeps
+    ``args['delay_s']`` before every backward, so rank 0's collectives cannot finish while its
+    hook runs. ``args``: ``steps``, ``bucket_cap_mb``, ``delay_s``. Lives here, not in the test
+    module, because spawned workers must import it by name."""
+    import time
+
+    import torch.nn.functional as F
+
+    out = {}
+    for mode in (True, False):
+        model = check_model(0)
+        ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args["bucket_cap_mb"])
+        done_at_return: list[bool] = []
+
+        def hook(state, bucket, done_at_return=done_at_return):
+            fut = terngrad_hook(state, bucket)
+            done_at_return.append(fut.done())
+            return fut
+
+        ddp.register_comm_hook(TernGradState(model=model, async_op=mode), hook)
+        for step in range(args["steps"]):
+            x, y = check_batch(0, rank, step)
+            loss = F.cross_entropy(ddp(x), y)
+            if rank == 1:
+                time.sleep(args["delay_s"])
+            loss.backward()
+        out["async" if mode else "sync"] = done_at_return
+    return out
