@@ -18,3 +18,18 @@ def test_hook_entries_run_at_a_tiny_size():
         assert "overhead_ms" in e and e["workers"] == 2
     assert entries[0]["target"] == "cost <= 1"
     assert entries[1]["target"] == "informational"  # loopback: no overlap target
+
+
+def test_emulator_and_codec_entries_run_at_a_tiny_size():
+    from dnnrepro.terngrad.bench import emulator_entry, encode_entries, ternarize_entry
+
+    entries = encode_entries(1000, 7) + [ternarize_entry(2, 1000, 7), emulator_entry(2, 7)]
+    assert [e["name"].split(":")[0] for e in entries] == [
+        "encode",
+        "decode",
+        "encode",
+        "decode",
+        "emulator ternarize",
+        "emulator (vectorized)",
+    ]
+    assert all(e["cost"] > 0 and e["repeats"] == 7 for e in entries)

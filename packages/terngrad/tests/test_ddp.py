@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from dnnrepro.core.errors import DnnreproError
-from dnnrepro.terngrad import DEFAULT_CODEC, EmulatorConfig, collective_bytes, emulate
+from dnnrepro.terngrad import DEFAULT_CODEC, collective_bytes
+from dnnrepro.terngrad.emulate import emulated_check_run
 from dnnrepro.terngrad.launch import launch
-from dnnrepro.terngrad.workers import check_batch, check_model, check_worker, param_digest
+from dnnrepro.terngrad.workers import check_model, check_worker
 
 pytestmark = pytest.mark.slow
 
@@ -26,28 +27,6 @@ CONFIGS = {
 STEPS = 2
 
 
-def emulated_run(world, options):
-    """The same steps in one process with the emulator; returns (grads per step, digest)."""
-    keys = ("clip_c", "scaler_sharing", "wire", "codec", "min_numel", "exclude", "seed")
-    config = EmulatorConfig(**{k: v for k, v in options.items() if k in keys})
-    model = check_model(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = []
-    for step in range(STEPS):
-        per_worker = []
-        for rank in range(world):
-            model.zero_grad(set_to_none=True)
-            x, y = check_batch(0, rank, step)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            per_worker.append({n: p.grad.clone() for n, p in model.named_parameters()})
-        mean = emulate(per_worker, config, step)
-        for n, p in model.named_parameters():
-            p.grad = mean[n]
-        out.append({n: g.reshape(-1) for n, g in mean.items()})
-        opt.step()
-    return out, param_digest(model)
-
-
 def is_float_layer(options, name, numel):
     return numel < options.get("min_numel", 0) or name in options.get("exclude", ())
 
@@ -61,7 +40,12 @@ def test_every_wire_is_exact_and_rank_identical(world):
     for label, options in CONFIGS.items():
         digests = {r[label]["digest"] for r in results}
         assert len(digests) == 1, f"{label}: ranks differ after {STEPS} steps"
-        expected, digest = emulated_run(world, options)
+        expected, digest = emulated_check_run(world, options, STEPS)
+        vectorized = emulated_check_run(world, options, STEPS, vectorized=True)
+        for step in range(STEPS):  # vectorized == reference == hook (the hook is compared below)
+            for name in sizes:
+                assert torch.equal(vectorized[0][step][name], expected[step][name]), (label, name)
+        assert vectorized[1] == digest, f"{label}: vectorized and reference emulators differ"
         for step in range(STEPS):
             for name, numel in sizes.items():
                 got = torch.tensor(results[0][label]["grads"][step][name])

@@ -6,6 +6,7 @@ import torch
 from dnnrepro.core import train
 from dnnrepro.core.errors import ConfigError, DataError
 from dnnrepro.terngrad import EmulatorConfig, VirtualWorkers, emulate
+from dnnrepro.terngrad.emulate import emulate_stacked
 from dnnrepro.terngrad.workers import check_model
 
 
@@ -41,7 +42,9 @@ def test_emulated_mean_is_unbiased_over_steps():
     grads = worker_grads(4)
     target = sum(g["b"] for g in grads) / 4
     k = 1500
-    acc = sum(emulate(grads, EmulatorConfig(clip_c=None), step=t)["b"] for t in range(k)) / k
+    stacked = {k: torch.stack([g[k] for g in grads]) for k in grads[0]}
+    config = EmulatorConfig(clip_c=None)
+    acc = sum(emulate_stacked(stacked, config, step=t)["b"] for t in range(k)) / k
     s = max(float(g["b"].abs().max()) for g in grads)
     # per element the variance of the mean of 4 workers is at most s^2 / 4
     assert float((acc - target).abs().max()) < 5 * s / 2 / k**0.5
@@ -104,3 +107,60 @@ def test_zero_counts_survive_a_resume(tmp_path):
         _zero_run(tmp_path / "cut", x, y, _DiesAtStep5)
     resumed = _zero_run(tmp_path / "cut", x, y)
     assert resumed.stats == clean.stats
+
+
+EVERY_WIRE = {
+    "int8": {"wire": "int8"},
+    "fields": {"wire": "fields", "clip_c": None},
+    "a2a": {"wire": "a2a", "codec": "2bit"},
+    "allgather": {"wire": "allgather"},
+    "allgather-noshare": {"wire": "allgather", "scaler_sharing": False},
+    "a2a-reternarize": {"wire": "a2a-reternarize"},
+    "auto-excl": {"min_numel": 13, "exclude": ("w",)},
+    "fp32": {"enabled": False},
+}
+
+
+@pytest.mark.parametrize("n", [2, 4, 16])
+def test_vectorized_emulator_equals_the_reference_bit_for_bit(n):
+    """Issue 17 item 1: emulate_stacked (one fused pass per parameter) == emulate (one worker at
+    a time), on every wire, also for a constant layer (c*std scaler 0) and an all-zero one."""
+    gen = torch.Generator().manual_seed(n)
+    grads = [
+        {
+            "w": torch.randn(30, 20, generator=gen),
+            "b": torch.randn(20, generator=gen) * 1e-3,
+            "const": torch.full((5,), 0.5),
+            "zero": torch.zeros(4, 3),
+        }
+        for _ in range(n)
+    ]
+    stacked = {k: torch.stack([g[k] for g in grads]) for k in grads[0]}
+    for label, options in EVERY_WIRE.items():
+        config = EmulatorConfig(seed=11, **options)
+        for step in (0, 7):
+            ref_stats, vec_stats = {}, {}
+            want = emulate(grads, config, step, ref_stats)
+            got = emulate_stacked(stacked, config, step, vec_stats)
+            for name, w in want.items():
+                assert got[name].shape == w.shape and torch.equal(got[name], w), (label, name)
+            assert vec_stats == ref_stats, label
+    stacked["w"][1, 0, 0] = float("inf")
+    with pytest.raises(DataError, match="NaN/Inf"):
+        emulate_stacked(stacked, EmulatorConfig(), step=0)
+
+
+def test_virtual_workers_vectorized_and_reference_install_the_same_gradients():
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 4, (32,), generator=torch.Generator().manual_seed(2))
+    got = {}
+    for emulator in ("vectorized", "reference"):
+        model = check_model(0)
+        vw = VirtualWorkers(model, 8, EmulatorConfig(seed=4), 5e-4, emulator=emulator)
+        loss = vw.grad_fn(model, x, y, step=3)
+        got[emulator] = (loss, {n: p.grad for n, p in model.named_parameters()}, vw.stats)
+    (la, ga, sa), (lb, gb, sb) = got["vectorized"], got["reference"]
+    assert torch.equal(la, lb) and sa == sb
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    with pytest.raises(ConfigError, match="emulator"):
+        VirtualWorkers(check_model(0), 2, EmulatorConfig(), emulator="fast")

@@ -8,15 +8,9 @@ import pytest
 import torch
 
 from dnnrepro.core.errors import DnnreproError
-from dnnrepro.terngrad import EmulatorConfig, emulate
+from dnnrepro.terngrad.emulate import emulated_check_run
 from dnnrepro.terngrad.launch import launch
-from dnnrepro.terngrad.workers import (
-    check_batch,
-    check_model,
-    check_worker,
-    hook_return_worker,
-    param_digest,
-)
+from dnnrepro.terngrad.workers import check_worker, hook_return_worker
 
 pytestmark = pytest.mark.slow
 
@@ -33,32 +27,6 @@ WIRES = {
     "auto": {},
     "a2a-excl": {"wire": "a2a", "min_numel": 13, "exclude": ("fc2.weight",)},
 }
-HOOK_KEYS = ("clip_c", "scaler_sharing", "wire", "codec", "min_numel", "exclude", "seed")
-
-
-def emulated_run(world, options, steps=STEPS):
-    """The same steps in one process with the emulator (model dtype and no_sync accumulation as
-    in check_worker); returns (grads per step as float32, parameter digest)."""
-    config = EmulatorConfig(**{k: v for k, v in options.items() if k in HOOK_KEYS})
-    dtype = getattr(torch, options.get("dtype", "float32"))
-    accumulate = options.get("accumulate", 1)
-    model = check_model(0).to(dtype)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = []
-    for step in range(steps):
-        per_worker = []
-        for rank in range(world):
-            model.zero_grad(set_to_none=True)
-            for micro in range(accumulate):  # autograd accumulates in p.grad, as under no_sync()
-                x, y = check_batch(0, rank, step * accumulate + micro)
-                torch.nn.functional.cross_entropy(model(x.to(dtype)), y).backward()
-            per_worker.append({n: p.grad.clone() for n, p in model.named_parameters()})
-        mean = emulate(per_worker, config, step)
-        for n, p in model.named_parameters():
-            p.grad = mean[n].to(dtype)  # the hook decodes in float32 into the bucket's dtype
-        out.append({n: p.grad.float().reshape(-1) for n, p in model.named_parameters()})
-        opt.step()
-    return out, param_digest(model)
 
 
 def test_async_equals_sync_bit_for_bit_on_every_wire():
@@ -77,7 +45,7 @@ def test_async_equals_sync_bit_for_bit_on_every_wire():
             assert ra["digest"] == rs["digest"], label
             assert ra["wire_steps"] == rs["wire_steps"], label
         assert len({r["digest"] for r in a}) == 1, f"{label}: ranks differ"
-        expected, digest = emulated_run(2, options)
+        expected, digest = emulated_check_run(2, options, STEPS)
         for step in range(STEPS):
             for name, want in expected[step].items():
                 got = torch.tensor(a[0]["grads"][step][name])
@@ -104,7 +72,7 @@ def test_real_job_options_match_the_emulator_bit_for_bit():
         runs = [r[label] for r in results]
         assert len({r["digest"] for r in runs}) == 1, f"{label}: ranks differ"
         assert all(len(r["grads"]) == STEPS and r["error"] is None for r in runs), label
-        expected, digest = emulated_run(2, options)
+        expected, digest = emulated_check_run(2, options, STEPS)
         for step in range(STEPS):
             for name, want in expected[step].items():
                 got = torch.tensor(runs[0]["grads"][step][name])

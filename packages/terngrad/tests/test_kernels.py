@@ -81,3 +81,24 @@ def test_segments_kernel_draws_the_cpu_trits_on_gpu():
     got = gpu.ternarize_segments_cuda(flat, segments, seeds, scalers)
     want = gpu.ternarize_segments_reference(flat.cpu(), segments, seeds, scalers.cpu())
     assert torch.equal(got.cpu(), want)
+
+
+@pytest.mark.gpu
+def test_kernel_trits_sum_to_the_vectorized_emulators_sums_on_gpu():
+    """One stream for kernels and emulator: per rank, the bucket kernel keyed by
+    stream_seed(seed, rank, step, name) draws the trits whose sum the emulator's fused CPU pass
+    (ternary_sum over the stacked workers) computes."""
+    from dnnrepro.terngrad.ternarize import stream_seeds, ternary_sum
+
+    workers, n = 4, 70_001
+    g = torch.randn(workers, n, generator=torch.Generator().manual_seed(6))
+    s = 2.5 * g.std(dim=1, correction=0).max()
+    seeds = stream_seeds(3, workers, 9, "fc1.weight")
+    want, _ = ternary_sum(g, s, seeds)
+    got = torch.zeros(n, dtype=torch.int16)
+    for r in range(workers):
+        trits = gpu.ternarize_segments_cuda(
+            g[r].cuda(), [(0, n)], [int(seeds[r])], s.reshape(1).cuda()
+        )
+        got += trits.cpu().to(torch.int16)
+    assert torch.equal(got, want)

@@ -45,3 +45,38 @@ def test_field_sums_never_carry(workers):
 def test_int8_sums_wrap_silently_which_is_why_int8_is_guarded():
     # the same arithmetic gloo and NCCL do on int8 buffers: 4 x 100 wraps to -112
     assert int(torch.full((4,), 100, dtype=torch.int8).sum(dtype=torch.int8)) == -112
+
+
+def test_row_packing_is_the_per_shard_packing():
+    """Issue 17 item 5: all shards of a bucket packed in one pass equal each shard packed alone."""
+    import importlib
+
+    from dnnrepro.terngrad.packing import (
+        pack_trit_rows,
+        unpack_field_rows,
+        unpack_mean_rows,
+        unpack_sum_rows,
+        unpack_trit_rows,
+    )
+
+    pmod = importlib.import_module("dnnrepro.terngrad.packing")
+
+    rows = torch.randint(-1, 2, (4, 23), generator=torch.Generator().manual_seed(0)).to(torch.int8)
+    for codec in ("2bit", "base3"):
+        packed = pack_trit_rows(rows, codec)
+        assert torch.equal(packed, torch.stack([pack_trits(r, codec) for r in rows]))
+        assert torch.equal(unpack_trit_rows(packed, 23, codec), rows)
+        want = rows.sum(dim=0, dtype=torch.int16)
+        assert torch.equal(unpack_sum_rows(packed, 23, codec), want)  # numba when installed
+        mean = want.to(torch.float32) * torch.tensor(0.3 / 4, dtype=torch.float32)
+        assert torch.equal(unpack_mean_rows(packed, 23, 0.3 / 4, codec), mean)
+        saved, pmod._UNPACK = pmod._UNPACK, None  # the torch path
+        try:
+            assert torch.equal(unpack_sum_rows(packed, 23, codec), want)
+            assert torch.equal(unpack_mean_rows(packed, 23, 0.3 / 4, codec), mean)
+        finally:
+            pmod._UNPACK = saved
+    with pytest.raises(ConfigError, match="above 242"):
+        unpack_sum_rows(torch.full((2, 5), 250, dtype=torch.uint8), 23, "base3")
+    words = torch.stack([pack_fields(r.to(torch.int64) + 1, 3) for r in rows])
+    assert torch.equal(unpack_field_rows(words, 23, 3), rows.to(torch.int64) + 1)

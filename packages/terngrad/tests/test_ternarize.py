@@ -157,3 +157,36 @@ def test_fused_ternary_sum_equals_the_per_worker_sum():
         tmod._NUMBA = saved
     zero, nz0 = ternary_sum(torch.ones(2, 7), torch.tensor(0.0), seeds[:2])  # s = 0: nothing sent
     assert nz0 == 0 and not bool(zero.any())
+
+
+def test_stream_seeds_and_the_rows_kernels_match_the_scalar_definitions():
+    """The vectorized emulator's pieces: stream_seeds == stream_seed per rank; the fused scaled
+    sum (the allgather decode) == per-row ternarize in row order, zero scaler rows sending
+    nothing; numba and the torch fallback agree."""
+    import importlib
+
+    import numpy as np
+
+    from dnnrepro.terngrad.ternarize import stream_seeds, ternary_scaled_sum
+
+    tmod = importlib.import_module("dnnrepro.terngrad.ternarize")
+    seeds = stream_seeds(7, 16, 3, "conv1.weight")
+    assert seeds.dtype == np.uint64
+    assert [int(v) for v in seeds] == [stream_seed(7, r, 3, "conv1.weight") for r in range(16)]
+    g = torch.randn(5, 3001, generator=torch.Generator().manual_seed(2))
+    g[3] = 0.25  # a constant row: its c*std scaler is 0, so it sends nothing
+    scalers = torch.stack([tmod.layer_scaler(row, 2.5) for row in g])
+    assert float(scalers[3]) == 0.0
+    want = torch.zeros(3001)
+    for row, sd, s in zip(g, seeds[:5], scalers, strict=True):
+        if float(s) > 0:
+            want += ternarize(row, scaler=s, seed=int(sd))[0].to(torch.float32) * s
+    got, nz = ternary_scaled_sum(g, scalers, seeds[:5])
+    assert torch.equal(got, want) and 0 < nz < 4 * 3001
+    saved = tmod._NUMBA
+    tmod._NUMBA = None
+    try:
+        plain, plain_nz = ternary_scaled_sum(g, scalers, seeds[:5])
+    finally:
+        tmod._NUMBA = saved
+    assert torch.equal(plain, want) and plain_nz == nz

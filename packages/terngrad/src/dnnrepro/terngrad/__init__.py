@@ -2,11 +2,12 @@
 
 - :func:`register` (one line) or :class:`TernGradState` + :func:`terngrad_hook`: the DDP
   communication hook (real ternary wires, asynchronous);
-- :class:`VirtualWorkers` / :func:`emulate`: N workers in one process, bit-identical to the hook;
+- :class:`VirtualWorkers` / :func:`emulate_stacked` (vectorized) / :func:`emulate` (reference): N
+  workers in one process, bit-identical to the hook;
 - :func:`ternarize_gradients`: one worker's ternary gradients in a plain loop (removable hook).
 """
 
-from .emulate import EmulatorConfig, VirtualWorkers, emulate
+from .emulate import EmulatorConfig, VirtualWorkers, emulate, emulate_stacked
 from .hook import TernGradState, register, terngrad_hook
 from .native import TernaryGradients, ternarize_gradients
 from .packing import pack_fields, pack_trits, unpack_fields, unpack_trits
@@ -35,6 +36,7 @@ __all__ = [
     "VirtualWorkers",
     "collective_bytes",
     "emulate",
+    "emulate_stacked",
     "layer_scaler",
     "network_bytes",
     "pack_fields",

@@ -31,7 +31,10 @@ class Profile:
       ``bytes_n``: process counts whose per-collective byte counts are checked against the formula;
     - ``identity_draws``: ternarization draws per layer for the unbiasedness/second-moment checks;
     - ``cifarnet_steps``: Table 1's CifarNet arms (None: not run, with a note);
-    - ``checkpoint_every``: steps between mid-run checkpoints of each arm (0: epoch ends only).
+    - ``checkpoint_every``: steps between mid-run checkpoints of each arm (0: epoch ends only);
+    - ``emulator``: "vectorized" (``emulate_stacked``, one fused pass over all workers) or
+      "reference" (``emulate``, one worker at a time) for the emulated arms; both give the same
+      gradients bit for bit (tested), so the choice changes the cost, never the numbers.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Profile:
     identity_draws: int
     cifarnet_steps: int | None = None
     checkpoint_every: int = 0
+    emulator: str = "vectorized"
 
 
 SMOKE = Profile(
@@ -104,15 +108,21 @@ PAPER = Profile(
 script on full MNIST (60,000 images), 10,000 steps at lr 0.01.
 
 Cost per seed, from the per-step times measured on this machine with 1 thread for issue 17
-(before the counter stream's numba loop, not yet re-measured): fp32 LeNet 14.5 ms/step; the
-emulated TernGrad step grows with N up to ~0.40 s at N = 64, dominated by ternarizing N x 431k
-elements (``dnnrepro terngrad bench`` times it against the fp32 step). A shortened dry run (6
+(before the counter stream and the vectorized emulator): fp32 LeNet 14.5 ms/step; the emulated
+TernGrad step grew with N up to ~0.40 s at N = 64. With the vectorized emulator (indicative,
+1 thread, machine busy: another reproduction and other jobs on the 2 cores) the N = 64 step costs
+about 6.9x a plain fp32 step at total batch 64 (interval 6.3-8.8x; the reference emulator 8.5x in
+the same run; 8.6x vs 11.6x in an earlier run under heavier load), and its fused ternarize pass
+over 64 x 431k elements 60 ms (0.12 s under the heavier load); not yet re-measured on an idle
+machine, so the per-arm hours below are the old, pre-vectorization estimate. A shortened dry run (6
 steps per arm, every part, 1 seed) ran end to end; its wall time (~8 min on the loaded machine)
 is dominated by the 10,000-image test evaluation of each of the 14 arms. LeNet arms
-(fp32 + 6 TernGrad + 3 no-clip) x 10,000 steps: about 3.5-4 h per seed; MLP arms about 0.5 h;
-gloo 2 x 2 x 300 steps: ~2 min; identities, levels, bytes: ~1 min. About 12-13 CPU hours for 3
-seeds: over issue 17's 3-hour target until the vectorized emulator (issue 17 item 1) lands. Every
-arm checkpoints every 500 steps and every finished part is a stage, so the run can be stopped and
+(fp32 + 6 TernGrad + 3 no-clip) x 10,000 steps: about 3.5-4 h per seed before vectorization; MLP
+arms about 0.5 h; gloo 2 x 2 x 300 steps: ~2 min; identities, levels, bytes: ~1 min. About
+12-13 CPU hours for 3 seeds before vectorization: over issue 17's 3-hour target; the vectorized
+emulator cuts the emulated arms' step by a fifth to a quarter against the reference (same
+numbers); how far that brings the total is for an idle-machine measurement. Every arm
+checkpoints every 500 steps and every finished part is a stage, so the run can be stopped and
 resumed at any point.
 """
 

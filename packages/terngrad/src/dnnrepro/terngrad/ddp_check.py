@@ -27,9 +27,9 @@ import torch
 
 from dnnrepro.core.io import write_json
 
-from .emulate import EmulatorConfig, emulate
+from .emulate import emulated_check_run
 from .launch import launch
-from .workers import check_batch, check_model, check_worker, param_digest
+from .workers import check_worker
 
 WIRES = {
     "auto": {},
@@ -39,28 +39,13 @@ WIRES = {
     "allgather": {"wire": "allgather"},
 }
 STEPS = 3
-HOOK_KEYS = ("clip_c", "scaler_sharing", "wire", "codec", "min_numel", "exclude", "seed")
 
 
 def emulated_grads(world: int, options: dict, steps: int = STEPS) -> tuple[list[dict], str]:
-    """check_worker's run in one process with the emulator: (per step {name: list}, digest)."""
-    config = EmulatorConfig(**{k: v for k, v in options.items() if k in HOOK_KEYS})
-    model = check_model(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = []
-    for step in range(steps):
-        per_worker = []
-        for rank in range(world):
-            model.zero_grad(set_to_none=True)
-            x, y = check_batch(0, rank, step)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            per_worker.append({n: p.grad.clone() for n, p in model.named_parameters()})
-        mean = emulate(per_worker, config, step)
-        for n, p in model.named_parameters():
-            p.grad = mean[n]
-        out.append({n: g.reshape(-1).tolist() for n, g in mean.items()})
-        opt.step()
-    return out, param_digest(model)
+    """check_worker's run in one process with the (vectorized) emulator: (per step {name: list},
+    digest)."""
+    grads, digest = emulated_check_run(world, options, steps, vectorized=True)
+    return [{n: g.tolist() for n, g in step.items()} for step in grads], digest
 
 
 def _safe_worker(rank: int, world: int, args: dict) -> dict:

@@ -84,7 +84,7 @@ def emulated_run(ctx: RunContext, p: Profile, model_name: str, workers: int, arm
         emu = EmulatorConfig(
             clip_c=None if arm == "noclip" else CLIP_C, seed=seed, enabled=arm != "fp32"
         )
-        vw = VirtualWorkers(model, workers, emu, weight_decay=WEIGHT_DECAY)
+        vw = VirtualWorkers(model, workers, emu, weight_decay=WEIGHT_DECAY, emulator=p.emulator)
         result = train.fit(
             model,
             (x, y),

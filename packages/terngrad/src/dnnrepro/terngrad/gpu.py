@@ -10,9 +10,11 @@
 
 :func:`ternarize_pack_reference` / :func:`unpack_accumulate_reference` compute the same results
 with torch integer ops on any device (the CPU test and tools/gpu_check.py compare against them).
-The stream is :func:`dnnrepro.terngrad.ternarize.counter_uniform`, the one the DDP hook, the
-emulator and ``ternarize(..., seed=...)`` draw from: the kernels called with
-``stream_seed(seed, rank, step, name)`` give the hook's trits bit for bit.
+The stream is the one defined in :mod:`dnnrepro.terngrad.ternarize` (module docstring;
+:func:`~dnnrepro.terngrad.ternarize.counter_uniform` is its torch form), the one the DDP hook, both
+emulators and ``ternarize(..., seed=...)`` draw from: the kernels called with
+``stream_seed(seed, rank, step, name)`` (the key) and the element's index within the parameter
+(the counter) give the hook's trits bit for bit.
 """
 
 from __future__ import annotations

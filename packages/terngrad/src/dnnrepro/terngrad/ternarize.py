@@ -9,14 +9,23 @@ for s = ||g||_inf. The draw is "non-zero when u * s < |g_k|" with u ~ U[0, 1): a
 scaler is always sent, a zero element never, and the sign is kept (the comparison a Caffe port had
 backwards; wenwei202/terngrad#10).
 
-Random numbers: ``ternarize(..., seed=stream_seed(seed, rank, step, layer))`` draws element i's
-uniform from a counter-based stream, u_i = top 24 bits of splitmix64(seed + (i + 1) * gamma) / 2^24,
-so it depends only on (seed, rank, step, parameter, element). The DDP hook, the emulator, the
-single-process gradient hook and the CUDA kernels (kernels/terngrad.cu) all use this one stream and
-give the same trits bit for bit, whatever the bucket layout, chunking or launch shape. On CPU a
-fused numba loop computes it when numba is installed (one read of the gradient, int8 out); the
-plain-torch path gives identical trits. ``generator=`` (a torch.Generator) remains for callers that
-want torch's own stream.
+The random stream (the one definition; the DDP hook, both emulators, the single-process gradient
+hook, the reference code in gpu.py and the CUDA kernels in kernels/terngrad.cu all draw it, so they
+give the same trits bit for bit, whatever the bucket layout, chunking or launch shape). Element i
+(0-based, position in the flattened parameter) of parameter ``name`` on rank r at step t draws
+
+    key  = stream_seed(seed, r, t, name)        (63 bits; see stream_seed: splitmix64-style
+                                                 mixing of seed, r, t, crc32(name), purpose = 0)
+    z    = splitmix64(key + (i + 1) * 0x9E3779B97F4A7C15 mod 2^64)
+    u    = (z >> 40) * 2^-24                    (24 bits: exact in float32, in [0, 1))
+    trit = +1 if fl(u * s) < g_i, -1 if -fl(u * s) > g_i, else 0     (float32 compare)
+
+with splitmix64(z) = z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27; z *= 0x94D049BB133111EB;
+z ^= z >> 31 (all mod 2^64). :func:`counter_uniform` is the vectorized torch form of u; on CPU a
+fused numba loop computes the trits when numba is installed (one read of the gradient, int8 or the
+exact sums out), the plain-torch path gives identical trits. The re-ternarization of the
+"a2a-reternarize" wire uses purpose = 1 and rank -1. ``generator=`` (a torch.Generator) remains
+for callers that want torch's own stream.
 """
 
 from __future__ import annotations
@@ -57,7 +66,13 @@ def counter_uniform(seed: int, n: int, device, start: int = 0) -> torch.Tensor:
 
 
 def _numba_kernel():
-    """The fused CPU loop (compiled once), or None without numba."""
+    """The fused CPU loops (compiled once, cached on disk), or None without numba.
+
+    Each is one pass over the gradient rows: the element's counter hash, the threshold compare and
+    the output, branch-free (the compiler vectorizes it). Row r of ``g`` (rows, n) float32 is drawn
+    from stream ``seeds[r]`` (uint64) with scaler ``s[r]`` (float32); element i of every row uses
+    counter i (the per-parameter element index).
+    """
     global _NUMBA
     if _NUMBA is not False:
         return _NUMBA
@@ -68,53 +83,57 @@ def _numba_kernel():
         _NUMBA = None
         return None
 
+    gamma, c1, c2 = np.uint64(GAMMA), np.uint64(_C1), np.uint64(_C2)
+    scale = np.float32(2.0**-24)
+
+    @numba.njit(inline="always")
+    def threshold(seed, i, s):  # pragma: no cover - compiled; fl(fl(k * 2^-24) * s), k 24 bits
+        z = seed + np.uint64(i + 1) * gamma
+        z = (z ^ (z >> np.uint64(30))) * c1
+        z = (z ^ (z >> np.uint64(27))) * c2
+        z = z ^ (z >> np.uint64(31))
+        return np.float32(np.float32(np.int32(z >> np.uint64(40))) * scale) * s
+
     @numba.njit(cache=True, nogil=True)
-    def kernel(g, s, seed, out):  # pragma: no cover - compiled
-        gamma = np.uint64(GAMMA)
-        c1, c2 = np.uint64(_C1), np.uint64(_C2)
-        scale = np.float32(2.0**-24)
+    def kernel(g, s, seed, out):  # pragma: no cover - compiled; one 1-D gradient, int8 trits
         nz = 0
         for i in range(g.shape[0]):
-            z = np.uint64(seed) + np.uint64(i + 1) * gamma
-            z = (z ^ (z >> np.uint64(30))) * c1
-            z = (z ^ (z >> np.uint64(27))) * c2
-            z = z ^ (z >> np.uint64(31))
-            thr = np.float32(np.float32(z >> np.uint64(40)) * scale) * s
-            x = g[i]
-            if thr < x:
-                out[i] = 1
-                nz += 1
-            elif -thr > x:
-                out[i] = -1
-                nz += 1
-            else:
-                out[i] = 0
+            thr = threshold(seed, i, s)
+            t = np.int8(thr < g[i]) - np.int8(-thr > g[i])
+            out[i] = t
+            nz += t * t
         return nz
 
     @numba.njit(cache=True, nogil=True)
-    def sum_kernel(g, s, seeds, sigma):  # pragma: no cover - compiled
-        gamma = np.uint64(GAMMA)
-        c1, c2 = np.uint64(_C1), np.uint64(_C2)
-        scale = np.float32(2.0**-24)
+    def sum_kernel(g, s, seeds, sigma):  # pragma: no cover - compiled; sigma += trits of each row
         nz = 0
         for r in range(g.shape[0]):
-            seed = seeds[r]
+            seed, sr, row = seeds[r], s[r], g[r]
+            if not sr > 0:  # a zero scaler sends nothing
+                continue
             for i in range(g.shape[1]):
-                z = seed + np.uint64(i + 1) * gamma
-                z = (z ^ (z >> np.uint64(30))) * c1
-                z = (z ^ (z >> np.uint64(27))) * c2
-                z = z ^ (z >> np.uint64(31))
-                thr = np.float32(np.float32(z >> np.uint64(40)) * scale) * s
-                x = g[r, i]
-                if thr < x:
-                    sigma[i] += 1
-                    nz += 1
-                elif -thr > x:
-                    sigma[i] -= 1
-                    nz += 1
+                thr = threshold(seed, i, sr)
+                t = np.int16(thr < row[i]) - np.int16(-thr > row[i])
+                sigma[i] += t
+                nz += t * t
+        return nz
+
+    @numba.njit(cache=True, nogil=True)
+    def scaled_sum_kernel(g, s, seeds, acc):  # pragma: no cover - compiled; acc += trit * s[r]
+        nz = 0
+        for r in range(g.shape[0]):  # rank order: the float sum of decode_allgather
+            seed, sr, row = seeds[r], s[r], g[r]
+            if not sr > 0:  # a zero scaler sends nothing
+                continue
+            for i in range(g.shape[1]):
+                thr = threshold(seed, i, sr)
+                t = np.int8(thr < row[i]) - np.int8(-thr > row[i])
+                acc[i] += np.float32(t) * sr
+                nz += t * t
         return nz
 
     kernel.sum_kernel = sum_kernel
+    kernel.scaled_sum_kernel = scaled_sum_kernel
     _NUMBA = kernel
     return kernel
 
@@ -143,6 +162,10 @@ def stream_seed(seed: int, rank: int, step: int, layer: int | str, purpose: int 
 
     ``layer`` is a parameter name (hashed with crc32, stable across processes) or an integer id.
     ``purpose`` separates independent streams of the same layer (0: ternarize, 1: re-ternarize).
+    The hash, all mod 2^64: h = 0x9E3779B97F4A7C15; for each part p of (seed, rank, step,
+    crc32(layer), purpose), each taken mod 2^64: h = (h ^ p) * 0xBF58476D1CE4E5B9; h ^= h >> 31;
+    h *= 0x94D049BB133111EB; h ^= h >> 29. Result: h mod 2^63. :func:`stream_seeds` is the same
+    over many ranks at once; the module docstring defines the stream drawn from this seed.
     """
     lid = zlib.crc32(layer.encode()) if isinstance(layer, str) else int(layer)
     h = 0x9E3779B97F4A7C15
@@ -153,6 +176,30 @@ def stream_seed(seed: int, rank: int, step: int, layer: int | str, purpose: int 
         h = h * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
         h ^= h >> 29
     return h & _MASK63
+
+
+def stream_seeds(seed: int, workers: int, step: int, layer: int | str, purpose: int = 0):
+    """``stream_seed(seed, r, step, layer, purpose)`` for r = 0..workers-1 as a uint64 numpy array
+    (the same hash, vectorized over the rank)."""
+    import numpy as np
+
+    lid = zlib.crc32(layer.encode()) if isinstance(layer, str) else int(layer)
+    m64 = 0xFFFFFFFFFFFFFFFF
+    h = (0x9E3779B97F4A7C15 ^ (int(seed) & m64)) * 0xBF58476D1CE4E5B9 & m64
+    h ^= h >> 31
+    h = h * 0x94D049BB133111EB & m64
+    h ^= h >> 29
+    v = np.full(workers, h, dtype=np.uint64)
+    c1, c2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    parts = [np.arange(workers, dtype=np.uint64)]
+    parts += [np.uint64(int(p) & m64) for p in (step, lid, purpose)]
+    with np.errstate(over="ignore"):
+        for part in parts:  # the loop of stream_seed, over every rank at once
+            v = (v ^ part) * c1
+            v ^= v >> np.uint64(31)
+            v = v * c2
+            v ^= v >> np.uint64(29)
+    return v & np.uint64(_MASK63)
 
 
 def layer_scaler(grad: torch.Tensor, clip_c: float | None = None) -> torch.Tensor:
@@ -174,14 +221,13 @@ def layer_scaler(grad: torch.Tensor, clip_c: float | None = None) -> torch.Tenso
     return (clip_c * std).to(torch.float32)
 
 
-def ternary_sum(
-    grads: torch.Tensor, scaler: torch.Tensor, seeds: list[int]
-) -> tuple[torch.Tensor, int]:
+def ternary_sum(grads: torch.Tensor, scaler: torch.Tensor, seeds) -> tuple[torch.Tensor, int]:
     """Exact sum over workers of their trits with one shared scaler: (sigma int16, non-zeros).
 
-    ``grads``: (N, n) float, worker r's gradient in row r, drawn from stream ``seeds[r]``; equals
-    summing ``ternarize(grads[r], scaler=scaler, seed=seeds[r])`` over r (one fused pass on CPU
-    with numba). The caller checks that the gradients are finite.
+    ``grads``: (N, n) float, worker r's gradient in row r, drawn from stream ``seeds[r]`` (ints or
+    a uint64 array, e.g. :func:`stream_seeds`); equals summing ``ternarize(grads[r],
+    scaler=scaler, seed=seeds[r])`` over r (one fused pass on CPU with numba). The caller checks
+    that the gradients are finite.
     """
     g = grads.detach().to(torch.float32)
     s = torch.as_tensor(scaler, dtype=torch.float32).reshape(())
@@ -192,17 +238,50 @@ def ternary_sum(
     if kernel is not None:
         import numpy as np
 
-        seeds_np = np.array([sd % _U64 for sd in seeds], dtype=np.uint64)
-        nz = kernel.sum_kernel(
-            g.contiguous().numpy(), np.float32(float(s)), seeds_np, sigma.numpy()
-        )
+        rows = np.full(g.shape[0], float(s), dtype=np.float32)
+        nz = kernel.sum_kernel(g.contiguous().numpy(), rows, _seed_array(seeds), sigma.numpy())
         return sigma, int(nz)
     nonzero = 0
     for row, sd in zip(g, seeds, strict=True):
-        t, _ = ternarize(row, scaler=s, seed=sd, check_finite=False)
+        t, _ = ternarize(row, scaler=s, seed=int(sd), check_finite=False)
         nonzero += int(torch.count_nonzero(t))
         sigma += t
     return sigma, nonzero
+
+
+def ternary_scaled_sum(
+    grads: torch.Tensor, scalers: torch.Tensor, seeds
+) -> tuple[torch.Tensor, int]:
+    """Sum over workers of trits_r * scalers[r] in float32, in row order: (sum (n,), non-zeros).
+
+    The "allgather" wire's decode before the division by N (``hook.decode_allgather`` adds in
+    rank order, so does this). ``grads``: (N, n) float; ``scalers``: (N,) float32 (per worker,
+    or the shared one repeated); a zero scaler contributes nothing. One fused pass with numba.
+    """
+    g = grads.detach().to(torch.float32)
+    s = torch.as_tensor(scalers, dtype=torch.float32).reshape(-1)
+    acc = torch.zeros(g.shape[1], dtype=torch.float32, device=g.device)
+    kernel = _numba_kernel() if g.device.type == "cpu" else None
+    if kernel is not None:
+        nz = kernel.scaled_sum_kernel(
+            g.contiguous().numpy(), s.contiguous().numpy(), _seed_array(seeds), acc.numpy()
+        )
+        return acc, int(nz)
+    nonzero = 0
+    for row, sd, sr in zip(g, seeds, s, strict=True):
+        t, _ = ternarize(row, scaler=sr, seed=int(sd), check_finite=False)
+        nonzero += int(torch.count_nonzero(t))
+        acc += t.to(torch.float32) * sr
+    return acc, nonzero
+
+
+def _seed_array(seeds):
+    """Stream seeds as a contiguous uint64 numpy array."""
+    import numpy as np
+
+    if isinstance(seeds, np.ndarray) and seeds.dtype == np.uint64:
+        return np.ascontiguousarray(seeds)
+    return np.array([int(sd) % _U64 for sd in seeds], dtype=np.uint64)
 
 
 def ternarize(

@@ -40,11 +40,14 @@ from .packing import (
     field_bits,
     fields_per_word,
     pack_fields,
+    pack_trit_rows,
     pack_trits,
     packed_field_words,
     packed_trit_bytes,
+    unpack_field_rows,
     unpack_fields,
-    unpack_trits,
+    unpack_sum_rows,
+    unpack_trit_rows,
 )
 from .ternarize import stream_seed, ternarize
 
@@ -294,26 +297,26 @@ def exchange_steps(
         gathered = torch.empty(workers * packed.numel(), dtype=torch.uint8, device=trits.device)
         counter.add("trits_all_gather", packed)
         yield _all_gather(gathered, packed, group)
-        return [unpack_trits(c, n, codec) for c in gathered.chunk(workers)]
+        return list(unpack_trit_rows(gathered.view(workers, -1), n, codec))
     if wire not in ("a2a", "a2a-reternarize"):
         raise ConfigError(f"exchange: unknown or unresolved wire {wire!r}")
     # sharded server: rank r owns elements [r*m, (r+1)*m)
     m = shard_size(n, workers)
     padded = torch.zeros(workers * m, dtype=torch.int8, device=trits.device)  # pad with trit 0
     padded[:n] = trits
-    send = torch.cat([pack_trits(s, codec) for s in padded.split(m)])
+    # every shard packed on its own, all in one vectorized pass (no loop over the N shards)
+    send = pack_trit_rows(padded.view(workers, m), codec).reshape(-1)
     recv = torch.empty_like(send)
     counter.add("trits_all_to_all", send)
     yield dist.all_to_all_single(recv, send, group=group, async_op=True)
-    sigma = torch.zeros(m, dtype=torch.int64, device=trits.device)
-    for chunk in recv.chunk(workers):
-        sigma += unpack_trits(chunk, m, codec).to(torch.int64)
+    # the N ranks' trits of the owned shard, unpacked at once and summed exactly
+    sigma = unpack_sum_rows(recv.view(workers, -1), m, codec).to(torch.int64)
     if wire == "a2a":
         words = pack_fields(sigma + workers, b)
         gathered = torch.empty(workers * words.numel(), dtype=torch.int64, device=trits.device)
         counter.add("sums_all_gather", words)
         yield _all_gather(gathered, words, group)
-        full = torch.cat([unpack_fields(w, m, b) for w in gathered.chunk(workers)]) - workers
+        full = unpack_field_rows(gathered.view(workers, -1), m, b).reshape(-1) - workers
         return full[:n]
     start, stop = rank * m, min((rank + 1) * m, n)
     mine = torch.zeros(m, dtype=torch.int8, device=trits.device)
@@ -323,7 +326,7 @@ def exchange_steps(
     gathered = torch.empty(workers * packed.numel(), dtype=torch.uint8, device=trits.device)
     counter.add("trits_all_gather", packed)
     yield _all_gather(gathered, packed, group)
-    return torch.cat([unpack_trits(c, m, codec) for c in gathered.chunk(workers)])[:n]
+    return unpack_trit_rows(gathered.view(workers, -1), m, codec).reshape(-1)[:n]
 
 
 def exchange_trits(

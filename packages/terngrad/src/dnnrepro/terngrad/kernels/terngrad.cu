@@ -4,6 +4,8 @@
 // draw depends only on (seed, i): any launch shape, any chunking and the plain-torch reference in
 // dnnrepro/terngrad/gpu.py give the same trits. The uniform is the top 24 bits of the hash times
 // 2^-24 (exact in float32); trit = +1 if u*s < g, -1 if -(u*s) > g, else 0 (the CPU rule).
+// The seed is stream_seed(seed, rank, step, parameter) and i the element's index within the
+// parameter: the one stream of the hook and the emulators, defined in dnnrepro/terngrad/ternarize.py.
 // Codecs: per = 4 ("2bit": t+1 in 2 bits, element j of a byte at bits 2j) or per = 5 ("base3":
 // sum (t_j + 1) * 3^j). Padding digits beyond n are 0, as in packing.pack_trits.
 
