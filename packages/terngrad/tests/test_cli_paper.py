@@ -52,3 +52,7 @@ def test_smoke_reproduction(tmp_path):
     assert {r["id"] for r in doc["claims"]} == {c.id for c in CLAIMS}
     assert (tmp_path / "out" / "_smoke" / "terngrad" / "smoke" / "accuracy_vs_workers.png").exists()
     assert doc["details"]["bytes_per_element"]["curves"]["fp32 ring"][0] == 4.0
+    # the check claim: the hook's counted bytes equal the formula for every wire and codec (it
+    # once differed by 12 bytes: a config left its codec to the hook's default, the formula not)
+    rows = {r["id"]: r for r in doc["claims"]}
+    assert rows["bytes-formula-exact"]["values"] == [0], rows["bytes-formula-exact"]["values"]

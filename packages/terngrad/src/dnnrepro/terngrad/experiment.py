@@ -170,7 +170,12 @@ def bytes_configs() -> dict[str, dict]:
     for wire in WIRES:
         for codec in ("2bit", "base3"):
             configs[f"{wire}/{codec}"] = {"wire": wire, "codec": codec}
-    configs["allgather/noshare"] = {"wire": "allgather", "scaler_sharing": False}
+    # the codec named, not left to the hook's default: the formula below must use the same one
+    configs["allgather/noshare"] = {
+        "wire": "allgather",
+        "codec": DEFAULT_CODEC,
+        "scaler_sharing": False,
+    }
     return configs
 
 
@@ -229,7 +234,7 @@ def gloo_launch(ctx: RunContext, p: Profile, workers: int, train_jobs: bool) -> 
         for label, opt in configs.items():
             formula = collective_bytes(
                 opt["wire"],
-                opt.get("codec", "2bit"),
+                opt["codec"],
                 sum(sizes),
                 workers,
                 len(sizes),
