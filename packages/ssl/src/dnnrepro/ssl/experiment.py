@@ -9,6 +9,7 @@ initialisation); the LeNet rows of one profile share one baseline.
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 from dataclasses import replace
 
@@ -33,7 +34,7 @@ from .pruner_comparison import (
 from .recipe import SSLConfig, learn_structure
 from .report import sparsity_report
 from .serialize import load_shrunk, save_shrunk
-from .shrink import shrink
+from .shrink import NetworkCollapsed, shrink
 from .speed import conv_geomean, layer_speedups, network_ratio, structured_over_csr
 
 ERROR_RULE_PP = 0.5  # the error claims' rule, reused by the combined structure-at-error claims
@@ -187,7 +188,13 @@ def ssl_row(
     sparse, dense = sparse.cpu(), dense.cpu()
     example = held[0][:16]
     kept: dict[str, list[int]] = {}
-    small = shrink(sparse, example, kept=kept)
+    try:
+        small = shrink(sparse, example, kept=kept)
+    except NetworkCollapsed as exc:
+        if split == "train":  # a reporting run: the chosen lambda must leave a network
+            raise
+        # a tuning candidate too strong for this row: stored and listed, never chosen
+        return {"collapsed": str(exc), "strength": strength, "split": split, "model": tag}
     with torch.no_grad():
         gap = float((small(example) - sparse.eval()(example)).abs().max())
     save_shrunk(ctx.work("models") / tag, small, base=base, meta={"row": row.name})
@@ -425,6 +432,9 @@ def tune_row(ctx: RunContext, prof: Profile, row: Row) -> float:
             strength=strength,
             seed=seed,
         )
+        if res.get("collapsed"):  # NaN: the core's tune never chooses it
+            ctx.log(f"tune {row.name} lambda {strength:g} seed {seed}: {res['collapsed']}")
+            return math.nan
         ctx.log(
             f"tune {row.name} lambda {strength:g} seed {seed}: structure {res['structure']:.4f}, "
             f"{split} error {res['error_increase_pp']:+.2f} pp"

@@ -76,6 +76,11 @@ CHANNELWISE_FUNCTIONS = {
 CHANNELWISE_METHODS = {"relu", "tanh", "sigmoid", "contiguous"}
 
 
+class NetworkCollapsed(ConfigError):
+    """:func:`shrink` found a layer with every filter gone: the network no longer reads its input
+    (an SSL strength too large for the net). A ConfigError, so the CLI prints it as one line."""
+
+
 @dataclass
 class _Chain:
     """A producer layer, the BatchNorms on its way, and its readers (name, features per channel)."""
@@ -355,7 +360,7 @@ def _prune_chain(
     if bool(keep.all()):
         return
     if not bool(keep.any()):
-        raise ConfigError(
+        raise NetworkCollapsed(
             f"shrink: all {channels} filters of {chain.producer} would be removed (they are zero "
             "or unread), so the network ignores its input; train with a smaller SSL strength"
         )
