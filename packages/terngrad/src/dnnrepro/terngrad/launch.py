@@ -14,8 +14,12 @@ does:
 - stopping is SIGTERM, then SIGKILL after ``grace_s`` (SIGKILL ends a stopped process too), then
   every process is reaped, so nothing waits for a worker at interpreter exit.
 
-Ctrl-C: the workers are started with SIGINT blocked, so the terminal's interrupt reaches only the
-launcher, which stops the workers and re-raises KeyboardInterrupt (the CLI prints one line).
+Ctrl-C: the workers are started with SIGINT ignored (and, off the main thread, blocked), so the
+terminal's interrupt reaches only the launcher, which stops the workers and re-raises
+KeyboardInterrupt (the CLI prints one line). Ignored, not only blocked: a spawned worker imports
+torch while it unpickles its function, and a thread started there may have SIGINT unblocked, so a
+blocked Ctrl-C was delivered mid-import and printed the worker's traceback (seen in a full test
+run); a child's Python keeps an inherited SIG_IGN and installs no KeyboardInterrupt handler.
 Workers die with their launcher: on Linux the kernel sends them SIGKILL when it exits
 (PR_SET_PDEATHSIG; note it fires when the launching *thread* ends, which is after launch()
 returns); elsewhere a watch thread notices the new parent pid within 0.5 s.
@@ -104,8 +108,19 @@ def _entry(
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread (children started meanwhile inherit the block); a Ctrl-C that
-    arrives meanwhile is delivered when the block ends."""
+    """Start children with SIGINT ignored: on the main thread its handler is SIG_IGN meanwhile
+    (children inherit it across exec; a Ctrl-C in these few milliseconds is lost, not deferred);
+    elsewhere (signal handlers can only change there) SIGINT is blocked in this thread, which
+    children inherit too, and a Ctrl-C that arrives meanwhile is delivered when the block ends."""
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:  # None: a handler set outside Python; Python's own is the nearest
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler if previous is None else previous
+            )
+        return
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
